@@ -1,0 +1,51 @@
+"""An example service client: frames messages and writes them to the sidecar.
+
+python examples/client.py --count 1000 --connections 4
+"""
+
+import argparse
+import json
+import socket
+import struct
+import threading
+import time
+
+
+def frame(message: bytes) -> bytes:
+    """A 4-byte big-endian length, then the message."""
+    return struct.pack(">I", len(message)) + message
+
+
+def send(host: str, port: int, connection: int, count: int) -> None:
+    """Write ``count`` JSON log messages on one connection."""
+    with socket.create_connection((host, port)) as sock:
+        for sequence in range(count):
+            message = {
+                "connection": connection,
+                "sequence": sequence,
+                "at": time.time(),
+                "text": "transfer prepared",
+            }
+            sock.sendall(frame(json.dumps(message).encode()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", type=int, default=5678)
+    parser.add_argument("--count", type=int, default=100, help="messages per connection")
+    parser.add_argument("--connections", type=int, default=1)
+    args = parser.parse_args()
+    threads = [
+        threading.Thread(target=send, args=(args.host, args.port, c, args.count))
+        for c in range(args.connections)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"sent {args.count * args.connections} messages")
+
+
+if __name__ == "__main__":
+    main()

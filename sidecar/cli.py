@@ -1,0 +1,65 @@
+"""The ``sidecar`` command: ``run`` the sidecar, ``devkms`` for a development KMS, ``shell``.
+
+click gives typed options, ``--help`` text and exit codes for free; the commands stay thin.
+"""
+
+import sys
+from pathlib import Path
+
+import click
+
+from sidecar import __version__, config, logsetup
+
+
+@click.group()
+@click.version_option(__version__, prog_name="sidecar")
+def main() -> None:
+    """Forensic logging sidecar."""
+
+
+@main.command()
+@click.option(
+    "--dev-kms",
+    is_flag=True,
+    help="Also start a development KMS on the host and port of SIDE_KMS__URL, for trying it out.",
+)
+def run(dev_kms: bool) -> None:
+    """Run the sidecar with settings from settings.toml and SIDE_* environment variables."""
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        click.echo(f"sidecar: {exc}", err=True)
+        sys.exit(2)
+    logsetup.configure(settings.log_level)
+    from sidecar.app import run_sidecar
+
+    if not dev_kms:
+        sys.exit(run_sidecar(settings))
+    from sidecar.devkms.companion import companion_devkms
+
+    with companion_devkms(settings.kms.url):
+        code = run_sidecar(settings)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="WebSocket port (path /sidecar).")
+@click.option("--admin-port", default=8081, show_default=True, help="HTTP admin API port.")
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file that keeps registrations and batches across restarts (default: memory).",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def devkms(host: str, port: int, admin_port: int, state: Path | None, log_level: str) -> None:
+    """Run a development KMS: registers sidecars, records and verifies their batches."""
+    logsetup.configure(log_level.upper())
+    from sidecar.devkms import run_devkms
+
+    run_devkms(host=host, port=port, admin_port=admin_port, state_path=state)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""A development KMS started beside ``sidecar run --dev-kms``, as a child process."""
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from loguru import logger
+
+log = logger.bind(component="devkms")
+
+
+@contextmanager
+def companion_devkms(kms_url: str) -> Iterator[None]:
+    """Run ``sidecar devkms`` on the host and port of ``kms_url`` while the block runs.
+
+    Its admin API listens on the next port up. It is stopped with SIGTERM afterwards.
+    """
+    parts = urlsplit(kms_url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or 8080
+    command = [
+        sys.executable,
+        "-m",
+        "sidecar",
+        "devkms",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--admin-port",
+        str(port + 1),
+    ]
+    log.info("starting a development KMS: admin API on http://{}:{}", host, port + 1)
+    child = subprocess.Popen(command, start_new_session=True)  # Ctrl-C stops the sidecar first
+    try:
+        yield
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()

@@ -1,0 +1,131 @@
+"""All SQL of the sidecar: one PostgreSQL connection, one transaction per write group."""
+
+import io
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+
+from sidecar import migrations
+from sidecar.batching import Event, WriteGroup
+from sidecar.kms_protocol import StoredBatch
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_EVENTS = (
+    'COPY events ("eventId", "sidecarId", "batchId", "sequence", "message", "messageJson", '
+    '"signature", "created") FROM STDIN'
+)
+
+# Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
+UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+def _copy_text(value: str) -> str:
+    if _COPY_SPECIAL.search(value) is None:
+        return value
+    return value.translate(_COPY_ESCAPES)
+
+
+def _event_line(event: Event) -> str:
+    message = event.message
+    message_json = "\\N"
+    if "\x00" in message:
+        message_json = _copy_text(json.dumps(message, ensure_ascii=False))
+        message = message.replace("\x00", "\ufffd")
+    batch_id = event.batch_id or "\\N"
+    return (
+        f"{event.event_id}\t{event.sidecar_id}\t{batch_id}\t{event.sequence}\t"
+        f"{_copy_text(message)}\t{message_json}\t{event.signature}\t{event.created}\n"
+    )
+
+
+class Database:
+    """The sidecar's PostgreSQL database. Not thread-safe: one owner (the StoreActor)."""
+
+    def __init__(self, uri: str, service: str, version: str) -> None:
+        self._uri = uri
+        self._service = service
+        self._version = version
+        self._connection: Any = None
+
+    def connect(self) -> list[str]:
+        """Open the connection and bring the schema up to date; return migrations applied."""
+        self.close()
+        connection = psycopg2.connect(self._uri, connect_timeout=10, application_name="sidecar")
+        connection.autocommit = False
+        self._connection = connection
+        return migrations.migrate(connection)
+
+    def close(self) -> None:
+        """Close the connection, if open."""
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            finally:
+                self._connection = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (it may still have died unnoticed)."""
+        return self._connection is not None and not self._connection.closed
+
+    def write(self, group: WriteGroup) -> None:
+        """Commit a write group atomically: registrations, batches, events, links, acks."""
+        with self._connection as connection, connection.cursor() as cursor:
+            if group.sidecars:
+                psycopg2.extras.execute_values(
+                    cursor,
+                    'INSERT INTO sidecars ("sidecarId", "serviceName", "version", "created") '
+                    "VALUES %s",
+                    [
+                        (s.sidecar_id, self._service, self._version, s.created)
+                        for s in group.sidecars
+                    ],
+                )
+            if group.batches:
+                psycopg2.extras.execute_values(
+                    cursor,
+                    'INSERT INTO batches ("batchId", "sidecarId", "data", "signature", "created") '
+                    "VALUES %s",
+                    [
+                        (b.batch_id, b.sidecar_id, b.data, b.signature, b.created)
+                        for b in group.batches
+                    ],
+                    page_size=1000,
+                )
+            if group.events:
+                text = "".join([_event_line(event) for event in group.events])
+                cursor.copy_expert(_COPY_EVENTS, io.StringIO(text))
+            for batch_id, event_ids in group.links:
+                cursor.execute(
+                    'UPDATE events SET "batchId" = %s WHERE "eventId" = ANY(%s::uuid[])',
+                    (batch_id, event_ids),
+                )
+            for batch in group.resigned:
+                cursor.execute(
+                    'UPDATE batches SET "sidecarId" = %s, "signature" = %s WHERE "batchId" = %s',
+                    (batch.sidecar_id, batch.signature, batch.batch_id),
+                )
+            if group.acknowledged:
+                cursor.execute(
+                    'UPDATE batches SET "acknowledged" = now() '
+                    'WHERE "batchId" = ANY(%s::uuid[]) AND "acknowledged" IS NULL',
+                    (group.acknowledged,),
+                )
+
+    def batches_between(self, start: datetime, end: datetime) -> list[StoredBatch]:
+        """This service's batches (any registration) created in ``[start, end]``, oldest first."""
+        with self._connection as connection, connection.cursor() as cursor:
+            cursor.execute(
+                'SELECT b."batchId"::text, b."data" FROM batches b '
+                'JOIN sidecars s ON s."sidecarId" = b."sidecarId" '
+                'WHERE s."serviceName" = %s AND b."created" BETWEEN %s AND %s '
+                'ORDER BY b."created", b."batchId"',
+                (self._service, start, end),
+            )
+            return [StoredBatch(batch_id, data) for batch_id, data in cursor.fetchall()]

@@ -1,0 +1,106 @@
+"""Helpers for tests that talk to real processes, sockets and databases."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sidecar.framing import encode_frame
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # the thing polled may not be up yet
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what} (last error: {last_error})"
+    )
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 15) -> tuple[int, Any]:
+    """Send a JSON request; return (status, decoded body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+class Process:
+    """A child process started as a user would, with its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.popen = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Send ``sig`` and wait for the exit code (kills after ``timeout``)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+def sidecar_command(*args: str) -> list[str]:
+    """``python -m sidecar ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "sidecar", *args]
+
+
+def send_messages(port: int, messages: Iterable[bytes], chunk: int = 1 << 16) -> None:
+    """Frame and write every message on one connection, then close it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        buffer = bytearray()
+        for message in messages:
+            buffer += encode_frame(message)
+            if len(buffer) >= chunk:
+                sock.sendall(buffer)
+                buffer.clear()
+        if buffer:
+            sock.sendall(buffer)

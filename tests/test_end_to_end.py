@@ -1,0 +1,349 @@
+"""End to end, with real processes: PostgreSQL, ``sidecar devkms`` and ``sidecar run``.
+
+A client writes framed messages over real TCP connections; the tests then check through the
+database and through the development KMS that every message is stored exactly once, in a batch
+the KMS acknowledged and verified.
+"""
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from tests.shared_files import large_message, load_vectors
+from tests.support import Process, free_port, http_json, send_messages, sidecar_command, wait_until
+
+pytestmark = pytest.mark.e2e
+START_TIMEOUT = 60
+FLOW_TIMEOUT = 60
+
+
+@dataclass
+class DevKms:
+    process: Process
+    port: int
+    admin: str
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/sidecar"
+
+    def get(self, path: str) -> Any:
+        status, body = http_json("GET", self.admin + path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        return http_json("POST", self.admin + path, body if body is not None else {})
+
+    def sidecars(self, service: str) -> list[dict[str, Any]]:
+        return [s for s in self.get("/sidecars") if s["serviceName"] == service]
+
+    def inquire(self, service: str, start: datetime, end: datetime) -> dict[str, Any]:
+        status, body = self.post(
+            "/inquiries",
+            {"serviceName": service, "startTime": start.isoformat(), "endTime": end.isoformat()},
+        )
+        assert status == 202, body
+        return wait_until(
+            lambda: _complete(self.get(f"/inquiries/{body['inquiry']}")),
+            FLOW_TIMEOUT,
+            "the inquiry to complete",
+        )
+
+
+def _complete(result: dict[str, Any]) -> dict[str, Any] | None:
+    return result if result["complete"] else None
+
+
+def start_devkms(tmp_path: Path, port: int | None = None, admin_port: int | None = None) -> DevKms:
+    port = port or free_port()
+    admin_port = admin_port or free_port()
+    process = Process(
+        sidecar_command(
+            "devkms",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--state",
+            str(tmp_path / "devkms.sqlite"),
+        ),
+        {},
+        tmp_path / f"devkms-{port}.log",
+    )
+    kms = DevKms(process, port, f"http://127.0.0.1:{admin_port}")
+    wait_until(
+        lambda: http_json("GET", kms.admin + "/health", timeout=1)[0] == 200,
+        START_TIMEOUT,
+        "the development KMS to answer /health",
+    )
+    return kms
+
+
+@pytest.fixture
+def devkms(tmp_path: Path) -> Iterator[DevKms]:
+    kms = start_devkms(tmp_path)
+    yield kms
+    assert kms.process.stop() == 0, kms.process.output
+
+
+@dataclass
+class Sidecar:
+    process: Process
+    port: int
+    health: str
+    service: str
+    database_uri: str
+
+    def health_report(self) -> tuple[int, Any]:
+        return http_json("GET", self.health + "/health", timeout=2)
+
+    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        with psycopg2.connect(self.database_uri) as connection, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+        connection.close()
+        return rows
+
+
+SidecarFactory = Callable[..., Sidecar]
+
+
+@pytest.fixture
+def start_sidecar(database_uri: str, tmp_path: Path) -> Iterator[SidecarFactory]:
+    started: list[Sidecar] = []
+
+    def start(kms_url: str, wait_ready: bool = True, **settings: Any) -> Sidecar:
+        port, health_port = free_port(), free_port()
+        service = settings.pop("SERVICE", f"Ledger-{uuid.uuid4().hex[:8]}")
+        env = {
+            "SIDE_DATABASE_URI": database_uri,
+            "SIDE_SERVICE": service,
+            "SIDE_HOST": "127.0.0.1",
+            "SIDE_PORT": str(port),
+            "SIDE_HEALTH_PORT": str(health_port),
+            "SIDE_KMS__URL": kms_url,
+            "SIDE_KMS__RECONNECT_INTERVAL": "200",
+            "SIDE_KMS__CONNECT_TIMEOUT": "2000",
+            "SIDE_LOG_LEVEL": "DEBUG",
+            "SIDE_BATCH_TIME_INTERVAL": "500",
+            **{f"SIDE_{key}": str(value) for key, value in settings.items()},
+        }
+        process = Process(sidecar_command("run"), env, tmp_path / f"sidecar-{port}.log")
+        sidecar = Sidecar(process, port, f"http://127.0.0.1:{health_port}", service, database_uri)
+        started.append(sidecar)
+        if wait_ready:
+            wait_until(
+                lambda: sidecar.health_report()[0] == 200,
+                START_TIMEOUT,
+                "the sidecar to report healthy",
+            )
+        return sidecar
+
+    yield start
+    for sidecar in started:
+        code = sidecar.process.stop()
+        assert code == 0, sidecar.process.output[-5000:]
+
+
+def stored_messages(sidecar: Sidecar) -> list[str]:
+    rows = sidecar.query('SELECT "message", "messageJson" FROM events')
+    return [json.loads(message_json) if message_json else message for message, message_json in rows]
+
+
+def wait_all_acknowledged(sidecar: Sidecar, devkms: DevKms, expected_events: int) -> None:
+    def settled() -> bool:
+        [(events, unbatched)] = sidecar.query(
+            'SELECT count(*), count(*) FILTER (WHERE "batchId" IS NULL) FROM events'
+        )
+        [(unacknowledged,)] = sidecar.query(
+            'SELECT count(*) FROM batches WHERE "acknowledged" IS NULL'
+        )
+        return events == expected_events and unbatched == 0 and unacknowledged == 0
+
+    wait_until(settled, FLOW_TIMEOUT, f"{expected_events} events stored, batched and acknowledged")
+
+
+def assert_gapless_sequences(sidecar: Sidecar) -> dict[str, int]:
+    rows = sidecar.query(
+        'SELECT "sidecarId"::text, array_agg("sequence" ORDER BY "sequence") '
+        'FROM events GROUP BY "sidecarId"'
+    )
+    for sidecar_id, sequences in rows:
+        assert sequences == list(range(1, len(sequences) + 1)), sidecar_id
+    return {sidecar_id: len(sequences) for sidecar_id, sequences in rows}
+
+
+def assert_kms_has_every_batch(sidecar: Sidecar, devkms: DevKms) -> None:
+    stored = {batch_id for (batch_id,) in sidecar.query('SELECT "batchId"::text FROM batches')}
+    recorded = {batch["id"] for batch in devkms.get("/batches")}
+    assert stored <= recorded
+
+
+def send_concurrently(port: int, per_connection: list[list[bytes]]) -> None:
+    errors: list[BaseException] = []
+
+    def send(messages: list[bytes]) -> None:
+        try:
+            send_messages(port, messages)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(messages,)) for messages in per_connection]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+
+def test_every_message_is_stored_once_in_an_acknowledged_verified_batch(
+    devkms: DevKms, start_sidecar: SidecarFactory
+) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    sidecar = start_sidecar(devkms.url, BATCH_SIZE=64)
+    vectors = [bytes.fromhex(case["frameHex"]) for case in load_vectors()["rows"]]
+    special = [*vectors, b"nul \x00 inside", large_message()]
+    per_connection = [[f"conn {c} message {i}".encode() for i in range(750)] for c in range(4)]
+    per_connection[0][100:100] = special
+    send_concurrently(sidecar.port, per_connection)
+    total = sum(map(len, per_connection))
+
+    wait_all_acknowledged(sidecar, devkms, total)
+    expected = Counter(
+        m.decode("utf-8", "replace") for messages in per_connection for m in messages
+    )
+    assert Counter(stored_messages(sidecar)) == expected
+    assert_gapless_sequences(sidecar)
+    assert_kms_has_every_batch(sidecar, devkms)
+    # frames of one connection keep their order
+    rows = sidecar.query(
+        'SELECT "message" FROM events WHERE "message" LIKE %s ORDER BY "sequence"',
+        "conn 2 message %",
+    )
+    assert [message for (message,) in rows] == [f"conn 2 message {i}" for i in range(750)]
+
+    result = devkms.inquire(sidecar.service, started, datetime.now(UTC) + timedelta(seconds=1))
+    [(batch_count,)] = sidecar.query("SELECT count(*) FROM batches")
+    assert result["total"] == batch_count
+    assert result["verified"], [b for b in result["batches"] if not b["verified"]][:3]
+    assert Counter(row["message"] for row in result["rows"]) == expected
+
+
+def test_a_partial_batch_closes_after_the_batch_time_interval(
+    devkms: DevKms, start_sidecar: SidecarFactory
+) -> None:
+    sidecar = start_sidecar(devkms.url, BATCH_SIZE=5, BATCH_TIME_INTERVAL=1500)
+    send_messages(sidecar.port, [b"m%d" % i for i in range(7)])
+    wait_all_acknowledged(sidecar, devkms, 7)
+    rows = sidecar.query(
+        'SELECT b."created", count(e.*) FROM batches b '
+        'JOIN events e ON e."batchId" = b."batchId" GROUP BY b."batchId" '
+        'ORDER BY b."created"'
+    )
+    assert [count for _, count in rows] == [5, 2]
+    assert rows[1][0] - rows[0][0] >= timedelta(milliseconds=1500)
+
+
+def test_kms_health_check_gets_the_specified_answer(
+    devkms: DevKms, start_sidecar: SidecarFactory
+) -> None:
+    sidecar = start_sidecar(devkms.url)
+    send_messages(sidecar.port, [b"a", b"b", b"c"])
+    wait_until(
+        lambda: sidecar.query("SELECT count(*) FROM events")[0][0] == 3,
+        FLOW_TIMEOUT,
+        "3 events stored",
+    )
+    [registered] = devkms.sidecars(sidecar.service)
+    status, body = devkms.post(f"/sidecars/{registered['id']}/healthcheck")
+    assert status == 200, body
+    result = body["result"]
+    assert result["id"] == registered["id"]
+    assert result["eventCountLastHour"] == 3
+    assert isinstance(result["uptime"], int) and result["uptime"] >= 0
+    assert result["version"]
+    assert abs(datetime.fromisoformat(result["current"]) - datetime.now(UTC)) < timedelta(minutes=1)
+    status, body = sidecar.health_report()
+    assert status == 200 and body["status"] == "OK"
+
+
+def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowing(
+    devkms: DevKms, start_sidecar: SidecarFactory
+) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    sidecar = start_sidecar(devkms.url, BATCH_SIZE=10)
+    send_messages(sidecar.port, [b"before %d" % i for i in range(95)])
+    wait_until(
+        lambda: sidecar.query("SELECT count(*) FROM events")[0][0] == 95,
+        FLOW_TIMEOUT,
+        "the first events stored",
+    )
+    status, body = devkms.post("/connections/close")
+    assert status == 200 and body["closed"] == 1
+    wait_until(
+        lambda: (
+            len([s for s in devkms.sidecars(sidecar.service) if s["ready"]]) == 1
+            and len(devkms.sidecars(sidecar.service)) == 2
+        ),
+        FLOW_TIMEOUT,
+        "a second registration",
+    )
+    send_messages(sidecar.port, [b"after %d" % i for i in range(105)])
+    wait_all_acknowledged(sidecar, devkms, 200)
+
+    counts = assert_gapless_sequences(sidecar)
+    assert len(counts) == 2 and sum(counts.values()) == 200
+    assert Counter(stored_messages(sidecar)) == Counter(
+        [f"before {i}" for i in range(95)] + [f"after {i}" for i in range(105)]
+    )
+    assert_kms_has_every_batch(sidecar, devkms)
+    result = devkms.inquire(sidecar.service, started, datetime.now(UTC) + timedelta(seconds=1))
+    assert result["verified"] and len(result["rows"]) == 200
+
+
+def test_a_kms_that_is_down_at_start_is_waited_for(
+    tmp_path: Path, start_sidecar: SidecarFactory
+) -> None:
+    port, admin_port = free_port(), free_port()
+    sidecar = start_sidecar(f"ws://127.0.0.1:{port}/sidecar", wait_ready=False)
+    wait_until(
+        lambda: "cannot connect to KMS" in sidecar.process.output,
+        START_TIMEOUT,
+        "a failed connection attempt",
+    )
+    assert sidecar.health_report()[0] == 503
+    kms = start_devkms(tmp_path, port, admin_port)
+    try:
+        wait_until(lambda: sidecar.health_report()[0] == 200, START_TIMEOUT, "the sidecar to serve")
+        send_messages(sidecar.port, [b"late %d" % i for i in range(70)])
+        wait_all_acknowledged(sidecar, kms, 70)
+    finally:
+        sidecar.process.stop()
+        assert kms.process.stop() == 0
+
+
+def test_sigterm_stores_reports_and_exits_zero(
+    devkms: DevKms, start_sidecar: SidecarFactory
+) -> None:
+    sidecar = start_sidecar(devkms.url, BATCH_SIZE=64, BATCH_TIME_INTERVAL=600000)
+    send_messages(sidecar.port, [b"pending %d" % i for i in range(10)])
+    wait_until(
+        lambda: sidecar.query("SELECT count(*) FROM events")[0][0] == 10,
+        FLOW_TIMEOUT,
+        "10 events stored",
+    )
+    assert sidecar.process.stop() == 0
+    [(unbatched,)] = sidecar.query('SELECT count(*) FROM events WHERE "batchId" IS NULL')
+    [(unacknowledged,)] = sidecar.query('SELECT count(*) FROM batches WHERE "acknowledged" IS NULL')
+    assert (unbatched, unacknowledged) == (0, 0)
+    assert "sidecar stopped" in sidecar.process.output
