@@ -1,4 +1,4 @@
-"""Start the sidecar, wait for SIGTERM/SIGINT or a fatal failure, then shut down in order."""
+"""Start the sidecar, run until told to stop, then shut down in order."""
 
 import contextlib
 import signal
@@ -22,55 +22,78 @@ log = logger.bind(component="sidecar")
 STOP_TIMEOUT_S = 5.0
 
 
-class _Stop:
-    """Why the process is stopping: a signal (exit 0) or a fatal failure (exit 1)."""
+class Sidecar:
+    """One running sidecar: database, health server and the actor tree."""
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopped = threading.Event()
+        """Set when the sidecar should stop: a signal, :meth:`request_stop` or a fatal failure."""
         self.fatal: str | None = None
+        self._embedded: Any = None
+        self._health: HealthServer | None = None
 
-    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("received {}: shutting down", signal.Signals(signum).name)
-        self.event.set()
+    def start(self) -> None:
+        """Start everything; returns once the actors are starting."""
+        settings = self.settings
+        log.info("forensic logging sidecar {} for service {}", __version__, settings.service)
+        uri = settings.database_uri
+        if not uri:
+            uri, self._embedded = start_embedded_db(settings.embedded_db_dir)
+        self._health = HealthServer(settings.host, settings.health_port)
+        self._health.start()
+        database = Database(uri, settings.service, __version__)
+        Supervisor.start(settings, database, self._on_fatal)
 
-    def on_fatal(self, reason: str) -> None:
+    def request_stop(self) -> None:
+        """Ask the sidecar to shut down gracefully."""
+        self.stopped.set()
+
+    def _on_fatal(self, reason: str) -> None:
         log.critical("fatal: {}", reason)
         self.fatal = reason
-        self.event.set()
+        self.stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop accepting, take in what clients sent, store it, report what can be, stop."""
+        _stop_actors(self.settings, graceful=self.fatal is None)
+        if self._health is not None:
+            self._health.stop()
+        if self._embedded is not None:
+            self._embedded.cleanup()
+        log.info("sidecar stopped")
+
+    @property
+    def exit_code(self) -> int:
+        """0 after a requested stop, 1 after a fatal failure."""
+        return 0 if self.fatal is None else 1
 
 
 def run_sidecar(settings: Settings) -> int:
-    """Run until stopped; return the process exit code."""
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop.on_signal)
-    signal.signal(signal.SIGINT, stop.on_signal)
-    log.info("forensic logging sidecar {} for service {}", __version__, settings.service)
+    """Run until SIGTERM, SIGINT or a fatal failure; return the process exit code."""
+    sidecar = Sidecar(settings)
 
-    embedded: Any = None
-    uri = settings.database_uri
-    if not uri:
-        uri, embedded = start_embedded_db(settings.embedded_db_dir)
-    health = HealthServer(settings.host, settings.health_port)
-    health.start()
-    Supervisor.start(settings, Database(uri, settings.service, __version__), stop.on_fatal)
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received {}: shutting down", signal.Signals(signum).name)
+        sidecar.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
-        while not stop.event.wait(1.0):
+        sidecar.start()
+        while not sidecar.stopped.wait(1.0):
             pass
     finally:
-        _shutdown(settings, graceful=stop.fatal is None)
-        health.stop()
-        if embedded is not None:
-            embedded.cleanup()
-    log.info("sidecar stopped")
-    return 0 if stop.fatal is None else 1
+        sidecar.shutdown()
+    return sidecar.exit_code
 
 
-def _shutdown(settings: Settings, graceful: bool) -> None:
-    """Stop accepting, take in what clients sent, store it, report what can be, stop all actors."""
+def _stop_actors(settings: Settings, graceful: bool) -> None:
     for name in ("Supervisor", "ListenerActor"):
         _stop(name)
     for ref in pykka.ActorRegistry.get_by_class_name("ConnectionActor"):
-        ref.stop(block=True, timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+            ref.stop(block=True, timeout=STOP_TIMEOUT_S)
     batch = peers.find("BatchActor")
     if graceful and batch is not None:
         done = threading.Event()

@@ -11,6 +11,15 @@ import click
 from sidecar import __version__, config, logsetup
 
 
+def _load_settings() -> config.Settings:
+    """Settings, or exit 2 with the reason when a value is invalid."""
+    try:
+        return config.load()
+    except config.ConfigError as exc:
+        click.echo(f"sidecar: {exc}", err=True)
+        sys.exit(2)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="sidecar")
 def main() -> None:
@@ -25,11 +34,7 @@ def main() -> None:
 )
 def run(dev_kms: bool) -> None:
     """Run the sidecar with settings from settings.toml and SIDE_* environment variables."""
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        click.echo(f"sidecar: {exc}", err=True)
-        sys.exit(2)
+    settings = _load_settings()
     logsetup.configure(settings.log_level)
     from sidecar.app import run_sidecar
 
@@ -40,6 +45,23 @@ def run(dev_kms: bool) -> None:
     with companion_devkms(settings.kms.url):
         code = run_sidecar(settings)
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    help="Log level inside the shell (the settings' level is for `run`).",
+)
+def shell(log_level: str) -> None:
+    """Run the sidecar in-process with an interactive shell to inspect its actors."""
+    settings = _load_settings()
+    logsetup.configure(log_level.upper())
+    from sidecar.app import Sidecar
+    from sidecar.shell import run_shell
+
+    sys.exit(run_shell(Sidecar(settings)))
 
 
 @main.command()

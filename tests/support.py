@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,3 +105,84 @@ def send_messages(port: int, messages: Iterable[bytes], chunk: int = 1 << 16) ->
                 buffer.clear()
         if buffer:
             sock.sendall(buffer)
+
+
+class DevKms:
+    """A ``sidecar devkms`` process on free ports, and a client for its admin API."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        port: int | None = None,
+        admin_port: int | None = None,
+        state: Path | None = None,
+        start_timeout: float = 30,
+    ) -> None:
+        self.port = port or free_port()
+        self.admin_port = admin_port or free_port()
+        args = sidecar_command(
+            "devkms", "--port", str(self.port), "--admin-port", str(self.admin_port)
+        )
+        if state is not None:
+            args += ["--state", str(state)]
+        self.process = Process(args, {}, log_dir / f"devkms-{self.port}.log")
+        wait_until(self._ready, start_timeout, "the development KMS to answer /health")
+
+    def _ready(self) -> bool:
+        if not self.process.alive():
+            raise AssertionError(f"devkms exited:\n{self.process.output}")
+        return self.admin("GET", "/health", timeout=1) == (200, {"status": "OK"})
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL sidecars connect to."""
+        return f"ws://127.0.0.1:{self.port}/sidecar"
+
+    @property
+    def log_path(self) -> Path:
+        return self.process.log_path
+
+    def admin(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        timeout: float = 15,
+    ) -> tuple[int, Any]:
+        """Call the admin API; ``raw`` sends those bytes as the body instead of JSON."""
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def get(self, path: str) -> Any:
+        """GET an admin resource that must exist."""
+        status, body = self.admin("GET", path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def sidecars(self, service: str) -> list[dict[str, Any]]:
+        """The registrations of one service."""
+        return [s for s in self.get("/sidecars") if s["serviceName"] == service]
+
+    def inquire(self, service: str, start: datetime, end: datetime, timeout: float = 60) -> Any:
+        """Run an inquiry through the KMS and return its completed, verified-or-not result."""
+        times = {"startTime": start.isoformat(), "endTime": end.isoformat()}
+        status, body = self.admin("POST", "/inquiries", {"serviceName": service, **times})
+        assert status == 202, body
+        path = f"/inquiries/{body['inquiry']}"
+        return wait_until(
+            lambda: (result := self.get(path))["complete"] and result,
+            timeout,
+            "the inquiry to complete",
+        )
+
+    def stop(self) -> int:
+        """SIGTERM, and the exit code."""
+        return self.process.stop()

@@ -1,12 +1,7 @@
 """The development KMS: its protocol state machine alone, then the real process on real sockets."""
 
 import json
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +36,7 @@ from sidecar.kms_protocol import (
 )
 from sidecar.rows import batch_data, batch_entry, signable_row
 from tests.shared_files import load_vectors
+from tests.support import DevKms
 
 VECTORS = load_vectors()
 START_DEADLINE = 15.0
@@ -105,64 +101,9 @@ def test_session_never_answers_notifications_or_inquiry_responses() -> None:
 # --- the real process ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class DevKms:
-    """A ``sidecar devkms`` subprocess and an HTTP client for its admin API."""
-
-    def __init__(self, log_path: Path, state: Path | None = None) -> None:
-        self.port, self.admin_port = free_port(), free_port()
-        command = [sys.executable, "-m", "sidecar", "devkms"]
-        command += ["--port", str(self.port), "--admin-port", str(self.admin_port)]
-        if state is not None:
-            command += ["--state", str(state)]
-        self.log_path = log_path
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sidecar"
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_DEADLINE
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                if self.admin("GET", "/health") == (200, {"status": "OK"}):
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.process.kill()
-        pytest.fail(f"devkms did not become ready:\n{self.log_path.read_text()}")
-
-    def admin(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.admin_port}{path}", data=data, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as failure:
-            return failure.code, json.loads(failure.read())
-
-    def stop(self) -> int:
-        self.process.terminate()
-        return self.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKms]:
-    server = DevKms(tmp_path_factory.mktemp("devkms") / "devkms.log")
+    server = DevKms(tmp_path_factory.mktemp("devkms"))
     yield server
     assert server.stop() == 0, server.log_path.read_text()
 
@@ -520,7 +461,7 @@ def test_the_admin_api_can_drop_every_connection(
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "kms.sqlite"
-    first = DevKms(tmp_path / "first.log", state)
+    first = DevKms(tmp_path, state=state)
     try:
         sidecar = FakeSidecar(first.url)
         registration = sidecar.ready()
@@ -529,7 +470,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     finally:
         assert first.stop() == 0, first.log_path.read_text()
 
-    second = DevKms(tmp_path / "second.log", state)
+    second = DevKms(tmp_path, state=state)
     try:
         sidecar = FakeSidecar(second.url)
         reused = sidecar.call(REGISTER, register_params(registration.sidecar_id, "TestService"))

@@ -6,6 +6,7 @@ the KMS acknowledged and verified.
 """
 
 import json
+import signal
 import threading
 import uuid
 from collections import Counter
@@ -19,81 +20,30 @@ import psycopg2
 import pytest
 
 from tests.shared_files import large_message, load_vectors
-from tests.support import Process, free_port, http_json, send_messages, sidecar_command, wait_until
+from tests.support import (
+    DevKms,
+    Process,
+    free_port,
+    http_json,
+    send_messages,
+    sidecar_command,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 START_TIMEOUT = 60
 FLOW_TIMEOUT = 60
 
 
-@dataclass
-class DevKms:
-    process: Process
-    port: int
-    admin: str
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sidecar"
-
-    def get(self, path: str) -> Any:
-        status, body = http_json("GET", self.admin + path)
-        assert status == 200, (path, status, body)
-        return body
-
-    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
-        return http_json("POST", self.admin + path, body if body is not None else {})
-
-    def sidecars(self, service: str) -> list[dict[str, Any]]:
-        return [s for s in self.get("/sidecars") if s["serviceName"] == service]
-
-    def inquire(self, service: str, start: datetime, end: datetime) -> dict[str, Any]:
-        status, body = self.post(
-            "/inquiries",
-            {"serviceName": service, "startTime": start.isoformat(), "endTime": end.isoformat()},
-        )
-        assert status == 202, body
-        return wait_until(
-            lambda: _complete(self.get(f"/inquiries/{body['inquiry']}")),
-            FLOW_TIMEOUT,
-            "the inquiry to complete",
-        )
-
-
-def _complete(result: dict[str, Any]) -> dict[str, Any] | None:
-    return result if result["complete"] else None
-
-
 def start_devkms(tmp_path: Path, port: int | None = None, admin_port: int | None = None) -> DevKms:
-    port = port or free_port()
-    admin_port = admin_port or free_port()
-    process = Process(
-        sidecar_command(
-            "devkms",
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin_port),
-            "--state",
-            str(tmp_path / "devkms.sqlite"),
-        ),
-        {},
-        tmp_path / f"devkms-{port}.log",
-    )
-    kms = DevKms(process, port, f"http://127.0.0.1:{admin_port}")
-    wait_until(
-        lambda: http_json("GET", kms.admin + "/health", timeout=1)[0] == 200,
-        START_TIMEOUT,
-        "the development KMS to answer /health",
-    )
-    return kms
+    return DevKms(tmp_path, port, admin_port, state=tmp_path / "devkms.sqlite")
 
 
 @pytest.fixture
 def devkms(tmp_path: Path) -> Iterator[DevKms]:
     kms = start_devkms(tmp_path)
     yield kms
-    assert kms.process.stop() == 0, kms.process.output
+    assert kms.stop() == 0, kms.process.output
 
 
 @dataclass
@@ -265,7 +215,7 @@ def test_kms_health_check_gets_the_specified_answer(
         "3 events stored",
     )
     [registered] = devkms.sidecars(sidecar.service)
-    status, body = devkms.post(f"/sidecars/{registered['id']}/healthcheck")
+    status, body = devkms.admin("POST", f"/sidecars/{registered['id']}/healthcheck")
     assert status == 200, body
     result = body["result"]
     assert result["id"] == registered["id"]
@@ -288,7 +238,7 @@ def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowin
         FLOW_TIMEOUT,
         "the first events stored",
     )
-    status, body = devkms.post("/connections/close")
+    status, body = devkms.admin("POST", "/connections/close")
     assert status == 200 and body["closed"] == 1
     wait_until(
         lambda: (
@@ -329,11 +279,12 @@ def test_a_kms_that_is_down_at_start_is_waited_for(
         wait_all_acknowledged(sidecar, kms, 70)
     finally:
         sidecar.process.stop()
-        assert kms.process.stop() == 0
+        assert kms.stop() == 0
 
 
-def test_sigterm_stores_reports_and_exits_zero(
-    devkms: DevKms, start_sidecar: SidecarFactory
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stores_reports_and_exits_zero(
+    devkms: DevKms, start_sidecar: SidecarFactory, stop_signal: int
 ) -> None:
     sidecar = start_sidecar(devkms.url, BATCH_SIZE=64, BATCH_TIME_INTERVAL=600000)
     send_messages(sidecar.port, [b"pending %d" % i for i in range(10)])
@@ -342,8 +293,9 @@ def test_sigterm_stores_reports_and_exits_zero(
         FLOW_TIMEOUT,
         "10 events stored",
     )
-    assert sidecar.process.stop() == 0
+    assert sidecar.process.stop(stop_signal) == 0
     [(unbatched,)] = sidecar.query('SELECT count(*) FROM events WHERE "batchId" IS NULL')
     [(unacknowledged,)] = sidecar.query('SELECT count(*) FROM batches WHERE "acknowledged" IS NULL')
     assert (unbatched, unacknowledged) == (0, 0)
     assert "sidecar stopped" in sidecar.process.output
+    assert len(devkms.get("/batches")) == 1

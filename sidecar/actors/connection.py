@@ -58,10 +58,6 @@ class ConnectionActor(peers.SupervisedActor):
     def on_stop(self) -> None:
         self._close("sidecar stopping")
 
-    def on_failure(self, *args: Any) -> None:
-        self._close("connection actor failed")
-        super().on_failure(*args)
-
     def on_receive(self, message: Any) -> Any:
         match message:
             case _ReadMore():

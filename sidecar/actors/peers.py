@@ -28,7 +28,11 @@ def tell_ref(ref: pykka.ActorRef[Any], message: object) -> bool:
 
 
 class SupervisedActor(pykka.ThreadingActor):
-    """An actor whose crash is reported to the Supervisor instead of passing silently."""
+    """An actor whose crash is logged and reported to the Supervisor instead of passing silently.
+
+    Pykka does not call ``on_stop`` after a failure; this does, so that sockets, connections
+    and tickers are released before a replacement starts.
+    """
 
     role = "actor"
 
@@ -41,6 +45,10 @@ class SupervisedActor(pykka.ThreadingActor):
         logger.bind(component=self.role).opt(
             exception=(exception_type, exception_value, traceback)  # type: ignore[arg-type]
         ).error("{} crashed: {!r}", self.role, exception_value)
+        try:
+            self.on_stop()
+        except Exception as exc:
+            logger.bind(component=self.role).warning("cleaning up after the crash failed: {}", exc)
         from sidecar.actors.messages import ChildFailed
 
         tell("Supervisor", ChildFailed(self.role, repr(exception_value)))
