@@ -7,6 +7,7 @@ import argparse
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -36,14 +37,21 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100, help="messages per connection")
     parser.add_argument("--connections", type=int, default=1)
     args = parser.parse_args()
-    threads = [
-        threading.Thread(target=send, args=(args.host, args.port, c, args.count))
-        for c in range(args.connections)
-    ]
+    failures: list[str] = []
+
+    def connection(number: int) -> None:
+        try:
+            send(args.host, args.port, number, args.count)
+        except OSError as exc:
+            failures.append(f"connection {number}: {exc}")
+
+    threads = [threading.Thread(target=connection, args=(c,)) for c in range(args.connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if failures:
+        sys.exit("\n".join(failures))
     print(f"sent {args.count * args.connections} messages")
 
 

@@ -5,6 +5,7 @@ python examples/verify.py --service TestService
 
 import argparse
 import json
+import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -47,7 +48,8 @@ def main() -> None:
         f"{len(result['rows'])} events; verified: {result['verified']}"
     )
     for batch in bad:
-        print(f"  batch {batch['id']} NOT verified: {batch['errors']}")
+        print(f"  batch {batch['id']} NOT verified: {batch['errors'][:3]}")
+    sys.exit(0 if result["verified"] else 1)
 
 
 if __name__ == "__main__":

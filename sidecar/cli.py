@@ -42,7 +42,9 @@ def run(dev_kms: bool) -> None:
         sys.exit(run_sidecar(settings))
     from sidecar.devkms.companion import companion_devkms
 
-    with companion_devkms(settings.kms.url):
+    state_path = settings.embedded_db_dir.parent / "devkms.sqlite"
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with companion_devkms(settings.kms.url, state_path):
         code = run_sidecar(settings)
     sys.exit(code)
 

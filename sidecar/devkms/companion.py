@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from loguru import logger
@@ -13,10 +14,11 @@ log = logger.bind(component="devkms")
 
 
 @contextmanager
-def companion_devkms(kms_url: str) -> Iterator[None]:
+def companion_devkms(kms_url: str, state_path: Path) -> Iterator[None]:
     """Run ``sidecar devkms`` on the host and port of ``kms_url`` while the block runs.
 
-    Its admin API listens on the next port up. It is stopped with SIGTERM afterwards.
+    Its admin API listens on the next port up; its state is kept in ``state_path`` so that
+    batches stored by earlier runs still verify. It is stopped with SIGTERM afterwards.
     """
     parts = urlsplit(kms_url)
     host = parts.hostname or "127.0.0.1"
@@ -32,6 +34,8 @@ def companion_devkms(kms_url: str) -> Iterator[None]:
         str(port),
         "--admin-port",
         str(port + 1),
+        "--state",
+        str(state_path),
     ]
     log.info("starting a development KMS: admin API on http://{}:{}", host, port + 1)
     child = subprocess.Popen(command, start_new_session=True)  # Ctrl-C stops the sidecar first
