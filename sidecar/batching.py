@@ -34,6 +34,7 @@ class Batch(NamedTuple):
     data: str
     signature: str
     created: str
+    first_received_ms: int  # receipt of its first event, for latency metrics
 
 
 class SidecarRecord(NamedTuple):
@@ -81,6 +82,7 @@ class Batcher:
         self._sequence = 0
         self._open_id = str(uuid.uuid4())
         self._open_entries: list[str] = []
+        self._open_first_ms = 0
         self._open_unlinked: list[str] = []  # open-batch events already handed out without batch id
         self._group = WriteGroup()
 
@@ -138,6 +140,8 @@ class Batcher:
                     entry,
                 )
             )
+            if not entries:
+                self._open_first_ms = received_ms
             entries.append(entry)
             if len(entries) >= batch_size:
                 closed.append(self._close(received_ms))
@@ -161,6 +165,7 @@ class Batcher:
             data,
             registration.batch_signer.sign(data.encode("utf-8")),
             format_timestamp(now_ms),
+            self._open_first_ms,
         )
         self._group.batches.append(batch)
         if self._open_unlinked:

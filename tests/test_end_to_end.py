@@ -8,6 +8,7 @@ the KMS acknowledged and verified.
 import json
 import signal
 import threading
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -225,6 +226,10 @@ def test_kms_health_check_gets_the_specified_answer(
     assert abs(datetime.fromisoformat(result["current"]) - datetime.now(UTC)) < timedelta(minutes=1)
     status, body = sidecar.health_report()
     assert status == 200 and body["status"] == "OK"
+    with urllib.request.urlopen(sidecar.health + "/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    assert "sidecar_events_received_total 3.0" in exposition
+    assert "sidecar_commit_latency_seconds_count" in exposition
 
 
 def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowing(

@@ -49,6 +49,8 @@ class BatchActor(peers.SupervisedActor):
         self._sources: collections.Counter[pykka.ActorRef[Any]] = collections.Counter()
         self._source_sizes: collections.Counter[pykka.ActorRef[Any]] = collections.Counter()
         self._in_flight_sources: list[tuple[pykka.ActorRef[Any], int, int]] = []
+        self._receipts: list[int] = []  # receipt times of the reads in the next write group
+        self._in_flight_receipts: list[int] = []
         self._unacknowledged: dict[str, Batch] = {}
         self._reported: set[str] = set()
         self._received_last_hour = RateWindow(window_s=3600, buckets=60)
@@ -92,6 +94,7 @@ class BatchActor(peers.SupervisedActor):
         self._received_last_hour.add(count)
         self._sources[received.reply_to] += count
         self._source_sizes[received.reply_to] += received.size
+        self._receipts.append(received.received_ms)
         if closed:
             metrics.BATCHES_CLOSED.inc(len(closed))
             self._last_close_ms = monotonic_ms()
@@ -135,11 +138,15 @@ class BatchActor(peers.SupervisedActor):
         ]
         self._sources.clear()
         self._source_sizes.clear()
+        self._in_flight_receipts, self._receipts = self._receipts, []
         if not peers.tell("StoreActor", Write(group, self.actor_ref)):
             raise RuntimeError("StoreActor is not running")
 
     def _written(self, group: WriteGroup) -> None:
         self._in_flight = None
+        committed_ms = now_ms()
+        for received_ms in self._in_flight_receipts:
+            metrics.COMMIT_LATENCY.observe((committed_ms - received_ms) / 1000)
         for ref, count, size in self._in_flight_sources:
             peers.tell_ref(ref, Stored(count, size))
         self._in_flight_sources = []
@@ -163,8 +170,10 @@ class BatchActor(peers.SupervisedActor):
                 self._reported.add(batch_id)
 
     def _acknowledged(self, batch_id: str) -> None:
-        if self._unacknowledged.pop(batch_id, None) is None:
+        batch = self._unacknowledged.pop(batch_id, None)
+        if batch is None:
             return
+        metrics.ACKNOWLEDGE_LATENCY.observe((now_ms() - batch.first_received_ms) / 1000)
         self._reported.discard(batch_id)
         metrics.BATCHES_ACKNOWLEDGED.inc()
         self._batcher.acknowledge(batch_id)
