@@ -77,12 +77,21 @@ def shell(log_level: str) -> None:
     help="SQLite file that keeps registrations and batches across restarts (default: memory).",
 )
 @click.option("--log-level", default="INFO", show_default=True)
-def devkms(host: str, port: int, admin_port: int, state: Path | None, log_level: str) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["normal", "silent", "close-after-register"]),
+    default="normal",
+    show_default=True,
+    help="Misbehave from the start, for fault-injection tests (POST /misbehave changes it).",
+)
+def devkms(
+    host: str, port: int, admin_port: int, state: Path | None, log_level: str, mode: str
+) -> None:
     """Run a development KMS: registers sidecars, records and verifies their batches."""
     logsetup.configure(log_level.upper())
-    from sidecar.devkms import run_devkms
+    from sidecar.devkms import Mode, run_devkms
 
-    run_devkms(host=host, port=port, admin_port=admin_port, state_path=state)
+    run_devkms(host=host, port=port, admin_port=admin_port, state_path=state, mode=Mode(mode))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import websocket
 
-from sidecar import jsonrpc
+from sidecar import cli, jsonrpc
+from sidecar.devkms import misbehave
 from sidecar.devkms.inquiries import InquiryBook
-from sidecar.devkms.protocol import IssuedKeys, Phase, Session
+from sidecar.devkms.misbehave import Mode
+from sidecar.devkms.protocol import IssuedKeys, Outcome, Phase, Session
 from sidecar.devkms.state import KmsState
 from sidecar.jsonrpc import ErrorResponse, Request, Response
 from sidecar.kms_protocol import (
@@ -36,7 +39,7 @@ from sidecar.kms_protocol import (
 )
 from sidecar.rows import batch_data, batch_entry, signable_row
 from tests.shared_files import load_vectors
-from tests.support import DevKms
+from tests.support import DevKms, wait_until
 
 VECTORS = load_vectors()
 START_DEADLINE = 15.0
@@ -111,8 +114,8 @@ def kms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevKms]:
 class FakeSidecar:
     """The sidecar side of SPEC §5, driven step by step with websocket-client."""
 
-    def __init__(self, url: str, service: str = "TestService") -> None:
-        self.ws = websocket.create_connection(url, timeout=5)
+    def __init__(self, url: str, service: str = "TestService", **options: Any) -> None:
+        self.ws = websocket.create_connection(url, timeout=5, **options)
         self.service = service
         self.registration: Registration | None = None
 
@@ -170,8 +173,8 @@ class FakeSidecar:
 def connect(kms: DevKms) -> Iterator[Callable[..., FakeSidecar]]:
     opened: list[FakeSidecar] = []
 
-    def open_sidecar(service: str = "TestService") -> FakeSidecar:
-        sidecar = FakeSidecar(kms.url, service)
+    def open_sidecar(service: str = "TestService", **options: Any) -> FakeSidecar:
+        sidecar = FakeSidecar(kms.url, service, **options)
         opened.append(sidecar)
         return sidecar
 
@@ -493,3 +496,172 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         sidecar.close()
     finally:
         assert second.stop() == 0, second.log_path.read_text()
+
+
+# --- misbehaving on purpose (fault injection for the sidecar) --------------------------------
+
+
+def test_close_after_register_closes_only_after_a_successful_registration() -> None:
+    answer = Outcome('{"jsonrpc":"2.0","id":"r1","result":{}}')
+    mode = Mode.CLOSE_AFTER_REGISTER
+    closing = misbehave.adjust(mode, Phase.NEW, Phase.REGISTERED, answer)
+    assert (closing.reply, closing.close, closing.close_code) == (answer.reply, True, 1011)
+    assert misbehave.adjust(mode, Phase.NEW, Phase.NEW, answer) is answer  # a refused register
+    assert misbehave.adjust(mode, Phase.REGISTERED, Phase.READY, answer) is answer
+    assert misbehave.adjust(Mode.NORMAL, Phase.NEW, Phase.REGISTERED, answer) is answer
+    assert misbehave.drops_frames(Mode.SILENT) and not misbehave.drops_frames(mode)
+
+
+def test_each_garbage_burst_has_fresh_ids() -> None:
+    first, second = misbehave.garbage(), misbehave.garbage()
+    assert len(first.frames) == misbehave.GARBAGE_FRAME_COUNT == 8
+    assert first.unknown_method_id in first.frames[3]
+    assert first.bad_inquiry_id in first.frames[5]
+    assert set(first.ids.values()).isdisjoint(second.ids.values())
+    assert first.frames[4] != second.frames[4]  # a response to a new id every time
+
+
+def test_the_cli_offers_every_startable_mode() -> None:
+    [option] = [p for p in cli.devkms.params if p.name == "mode"]
+    assert isinstance(option.type, click.Choice)
+    assert list(option.type.choices) == [m.value for m in misbehave.STARTABLE_MODES]
+    assert option.default == "normal"
+
+
+@pytest.fixture
+def set_mode(kms: DevKms) -> Iterator[Callable[[str], Any]]:
+    """Switch the shared KMS's mode; back to normal after the test."""
+
+    def switch(mode: str) -> Any:
+        status, answer = kms.admin("POST", "/misbehave", {"mode": mode})
+        assert status == 200, answer
+        return answer
+
+    yield switch
+    switch("normal")
+
+
+def _assert_no_answer(sidecar: FakeSidecar, within: float = 0.5) -> None:
+    sidecar.ws.settimeout(within)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        sidecar.ws.recv()
+    sidecar.ws.settimeout(5)
+
+
+def test_misbehave_mode_is_reported_and_validated(kms: DevKms) -> None:
+    assert kms.admin("GET", "/misbehave") == (200, {"mode": "normal"})
+    status, answer = kms.admin("POST", "/misbehave", {"mode": "teleport"})
+    assert status == 400 and "unknown mode 'teleport'" in answer["error"]
+    assert kms.admin("POST", "/misbehave", {})[0] == 400
+    assert kms.admin("POST", "/misbehave", ["silent"])[0] == 400
+    assert kms.admin("POST", "/misbehave", raw=b"{not json")[0] == 400
+    assert kms.admin("GET", "/misbehave") == (200, {"mode": "normal"})
+
+
+def test_silent_mode_drops_requests_until_switched_back(
+    kms: DevKms, connect: Callable[..., FakeSidecar], set_mode: Callable[[str], Any]
+) -> None:
+    sidecar = connect("Silent")
+    assert set_mode("silent") == {"mode": "silent"}
+    assert kms.get("/misbehave") == {"mode": "silent"}
+    dropped = str(uuid.uuid4())
+    sidecar.send(REGISTER, register_params(dropped, "Silent"))
+    sidecar.ws.send("{not json")
+    _assert_no_answer(sidecar)
+    sidecar.ws.ping(b"still there?")
+    opcode, frame = sidecar.ws.recv_data_frame(control_frame=True)
+    assert (opcode, frame.data) == (websocket.ABNF.OPCODE_PONG, b"still there?")
+    assert dropped not in {s["id"] for s in kms.get("/sidecars")}  # nothing recorded
+
+    assert set_mode("normal") == {"mode": "normal"}
+    _assert_no_answer(sidecar, 0.1)  # what came in while silent stays unanswered
+    registration = sidecar.ready()
+    [listed] = kms.sidecars("Silent")
+    assert listed["id"] == registration.sidecar_id and listed["ready"]
+
+
+def test_garbage_goes_to_every_connection_and_the_answers_are_kept(
+    kms: DevKms, connect: Callable[..., FakeSidecar]
+) -> None:
+    sidecar = connect("Garbage", skip_utf8_validation=True)  # 64 MiB in pure Python is slow
+    registration = sidecar.ready()
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(kms.admin, "POST", "/misbehave", {"mode": "garbage"})
+        frames = [sidecar.ws.recv() for _ in range(8)]
+        status, answer = pending.result(timeout=30)
+    assert status == 200 and answer["sent"] >= 1, answer
+    assert answer == {"mode": "garbage", "sent": answer["sent"], "frames": 8}
+    assert kms.get("/misbehave") == {"mode": "normal"}  # garbage is one-shot
+
+    assert frames[:3] == ["{not json", '{"hello":"world"}', "[1,2,3]"]
+    unknown, stray, inquiry = (json.loads(frame) for frame in frames[3:6])
+    assert unknown == {"jsonrpc": "2.0", "id": unknown["id"], "method": "teleport", "params": {}}
+    assert stray == {"jsonrpc": "2.0", "id": stray["id"], "result": {"id": "x"}}
+    assert inquiry == {
+        "jsonrpc": "2.0",
+        "id": inquiry["id"],
+        "method": "inquiry",
+        "params": {
+            "inquiry": inquiry["params"]["inquiry"],
+            "startTime": "yesterday",
+            "endTime": "soon",
+        },
+    }
+    for request_id in (unknown["id"], stray["id"], inquiry["id"], inquiry["params"]["inquiry"]):
+        uuid.UUID(request_id)
+    assert len(frames[6]) == 64 << 20
+    assert json.loads(frames[7]) == {
+        "jsonrpc": "2.0",
+        "method": "healthcheck",
+        "params": {"level": "ping"},
+    }
+
+    answers = [
+        jsonrpc.error(unknown["id"], jsonrpc.METHOD_NOT_FOUND, "Method not found: teleport"),
+        jsonrpc.error(inquiry["id"], jsonrpc.INVALID_PARAMS, "Invalid params: startTime"),
+        jsonrpc.response(stray["id"], {"huh": True}),  # answers to nothing are kept too
+    ]
+    for text in answers:
+        sidecar.ws.send(text)
+    sidecar.make_batch([(registration, 1, "still working")])  # and the connection is normal
+
+    def listed() -> dict[str, Any]:
+        [entry] = kms.sidecars("Garbage")
+        return dict(entry)
+
+    entry = wait_until(
+        lambda: len((e := listed())["unsolicited"]) == 3 and e, POLL_DEADLINE, "the answers"
+    )
+    assert entry["unsolicited"] == [json.loads(text) for text in answers]
+    assert entry["garbageIds"] == {"unknownMethod": unknown["id"], "badInquiry": inquiry["id"]}
+
+
+def test_close_after_register_answers_register_then_closes_with_1011(
+    kms: DevKms, connect: Callable[..., FakeSidecar], set_mode: Callable[[str], Any]
+) -> None:
+    assert set_mode("close-after-register") == {"mode": "close-after-register"}
+    for _ in range(2):  # it stays in this mode
+        sidecar = connect("Closed")
+        refused = sidecar.call(REGISTER, register_params("not-a-uuid", "Closed"))
+        assert _error_code(refused) == jsonrpc.INVALID_PARAMS  # no registration, no close
+        registration = sidecar.register()
+        opcode, frame = sidecar.ws.recv_data_frame(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame.data[:2], "big") == 1011
+        assert registration.sidecar_id in {s["id"] for s in kms.sidecars("Closed")}
+    assert kms.get("/misbehave") == {"mode": "close-after-register"}
+
+
+def test_the_mode_can_be_set_at_start(tmp_path: Path) -> None:
+    kms = DevKms(tmp_path, mode="silent")
+    try:
+        assert kms.get("/misbehave") == {"mode": "silent"}
+        sidecar = FakeSidecar(kms.url)
+        sidecar.send(REGISTER, register_params(str(uuid.uuid4()), "TestService"))
+        _assert_no_answer(sidecar)
+        assert kms.admin("POST", "/misbehave", {"mode": "normal"}) == (200, {"mode": "normal"})
+        sidecar.ready()
+        sidecar.close()
+    finally:
+        assert kms.stop() == 0, kms.log_path.read_text()
+    assert "misbehaviour mode: silent from the start" in kms.log_path.read_text()

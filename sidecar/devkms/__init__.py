@@ -3,6 +3,7 @@
 Used by the end-to-end tests, the README and docker-compose in place of the central KMS.
 """
 
+from sidecar.devkms.misbehave import Mode
 from sidecar.devkms.runner import run_devkms
 
-__all__ = ["run_devkms"]
+__all__ = ["Mode", "run_devkms"]

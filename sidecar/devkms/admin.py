@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from loguru import logger
 
+from sidecar.devkms.misbehave import parse_mode
 from sidecar.devkms.server import Kms, NotConnected
 from sidecar.rows import parse_timestamp
 
@@ -209,3 +210,19 @@ def _inquiry(handler: _Handler, match: re.Match[str], body: Any) -> tuple[HTTPSt
 @_route("POST", "/connections/close")
 def _close(handler: _Handler, match: re.Match[str], body: Any) -> tuple[HTTPStatus, Any]:
     return HTTPStatus.OK, {"closed": handler.admin.call(handler.admin.kms.close_connections())}
+
+
+@_route("GET", "/misbehave")
+def _mode(handler: _Handler, match: re.Match[str], body: Any) -> tuple[HTTPStatus, Any]:
+    return HTTPStatus.OK, {"mode": handler.admin.call(handler.admin.kms.current_mode()).value}
+
+
+@_route("POST", "/misbehave")
+def _misbehave(handler: _Handler, match: re.Match[str], body: Any) -> tuple[HTTPStatus, Any]:
+    if not isinstance(body, dict):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "body must be a JSON object")
+    try:
+        mode = parse_mode(body.get("mode"))
+    except ValueError as exc:
+        raise HttpError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+    return HTTPStatus.OK, handler.admin.call(handler.admin.kms.misbehave(mode))

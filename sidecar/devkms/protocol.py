@@ -38,6 +38,7 @@ from sidecar.signing import BatchSigner, RowSigner, verify_batch_signature
 log = logger.bind(component="devkms")
 
 BATCH_SIGNATURE_HEX_LENGTH = 128
+POLICY_VIOLATION = 1008  # WebSocket close code
 
 
 class Phase(Enum):
@@ -65,10 +66,15 @@ def random_keys() -> IssuedKeys:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What to do after a request: send ``reply`` (if any), then close the socket if ``close``."""
+    """What to do after a request: send ``reply`` (if any), then close the socket if ``close``.
+
+    The socket is closed with ``close_code`` and ``close_reason``.
+    """
 
     reply: str | None = None
     close: bool = False
+    close_code: int = POLICY_VIOLATION
+    close_reason: str = ""
 
 
 NO_REPLY = Outcome()
@@ -189,7 +195,7 @@ class Session:
             self.phase = Phase.CLOSED
             log.warning("sidecar {} failed the challenge: wrong row signature", self.sidecar_id)
             failure = _error(request, INVALID_ROW_SIGNATURE, "Invalid row signature")
-            return Outcome(failure.reply, close=True)
+            return Outcome(failure.reply, close=True, close_reason="challenge failed")
         if not verify_batch_signature(self.registration.public_key, data, batch_signature):
             log.warning("sidecar {} failed the challenge: wrong batch signature", self.sidecar_id)
             return _error(request, INVALID_BATCH_SIGNATURE, "Invalid batch signature")

@@ -6,6 +6,7 @@ Everything here runs on one asyncio loop; the admin API's thread reaches it thro
 
 import asyncio
 import itertools
+from collections.abc import Awaitable
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,9 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from sidecar import jsonrpc
+from sidecar.devkms import misbehave
 from sidecar.devkms.inquiries import InquiryBook
+from sidecar.devkms.misbehave import Mode, Observations
 from sidecar.devkms.protocol import Phase, Session, unparseable_reply
 from sidecar.devkms.state import KmsState
 from sidecar.jsonrpc import ErrorResponse, JsonRpcError, Request, Response
@@ -27,7 +30,7 @@ log = logger.bind(component="devkms")
 
 WEBSOCKET_PATH = "/sidecar"
 SERVICE_RESTART = 1012
-POLICY_VIOLATION = 1008
+GARBAGE_SEND_TIMEOUT = 20.0  # seconds per connection; below the admin API's bridge timeout
 
 
 class NotConnected(LookupError):
@@ -50,6 +53,7 @@ class SidecarLink:
         self.session = session
         self.number = number
         self.pending: dict[str | int, asyncio.Future[Response | ErrorResponse]] = {}
+        self.observations = Observations()
 
     @property
     def name(self) -> str:
@@ -71,13 +75,32 @@ class SidecarLink:
         finally:
             self.pending.pop(request_id, None)
 
-    def settle(self, answer: Response | ErrorResponse) -> None:
-        """Hand an answer from the sidecar to the request waiting for it."""
+    def settle(self, answer: Response | ErrorResponse, frame: str | bytes) -> None:
+        """Hand an answer from the sidecar to the request waiting for it.
+
+        Error answers and answers nobody waits for are also kept in :attr:`observations`.
+        """
         future = self.pending.pop(answer.id, None) if answer.id is not None else None
         if future is None:
             log.warning("connection {}: answer to unknown request id {!r}", self.name, answer.id)
         elif not future.done():
             future.set_result(answer)
+        if future is None or isinstance(answer, ErrorResponse):
+            self.observations.record(frame)
+
+    async def send_all(self, frames: tuple[str, ...], timeout: float) -> bool:
+        """Send ``frames`` in order; False if the connection closes or is too slow to take them."""
+        try:
+            async with asyncio.timeout(timeout):
+                for frame in frames:
+                    await self.ws.send(frame)
+        except ConnectionClosed:
+            log.warning("connection {} closed while garbage was sent to it", self.name)
+            return False
+        except TimeoutError:
+            log.warning("connection {} took no garbage for {} s", self.name, timeout)
+            return False
+        return True
 
     def abandon(self) -> None:
         """Fail every request still waiting: the connection is gone."""
@@ -90,10 +113,14 @@ class SidecarLink:
 class Kms:
     """The KMS: state, inquiries and the live sidecar connections."""
 
-    def __init__(self, state: KmsState, inquiries: InquiryBook | None = None) -> None:
+    def __init__(
+        self, state: KmsState, inquiries: InquiryBook | None = None, mode: Mode = Mode.NORMAL
+    ) -> None:
         self.state = state
         self.inquiries = inquiries if inquiries is not None else InquiryBook()
+        self.mode = mode
         self._links: dict[int, SidecarLink] = {}
+        self._observations: dict[str, Observations] = {}  # by sidecar id, kept after closing
         self._numbers = itertools.count(1)
         self._background: set[asyncio.Task[None]] = set()
 
@@ -118,6 +145,9 @@ class Kms:
             )
 
     async def _on_frame(self, link: SidecarLink, frame: str | bytes) -> None:
+        if misbehave.drops_frames(self.mode):
+            log.debug("connection {}: {} mode, frame dropped", link.name, self.mode.value)
+            return
         try:
             message = jsonrpc.parse(frame)
         except JsonRpcError as exc:
@@ -125,13 +155,23 @@ class Kms:
             await link.ws.send(unparseable_reply(exc))
             return
         if not isinstance(message, Request):
-            link.settle(message)
+            link.settle(message, frame)
             return
+        before = link.session.phase
         outcome = link.session.handle(message)
+        outcome = misbehave.adjust(self.mode, before, link.session.phase, outcome)
+        if link.session.sidecar_id is not None:
+            self._observations.setdefault(link.session.sidecar_id, link.observations)
         if outcome.reply is not None:
             await link.ws.send(outcome.reply)
         if outcome.close:
-            await link.ws.close(POLICY_VIOLATION, "challenge failed")
+            log.info(
+                "closing connection {} with {} ({})",
+                link.name,
+                outcome.close_code,
+                outcome.close_reason,
+            )
+            await link.ws.close(outcome.close_code, outcome.close_reason)
 
     def _linked(self, sidecar_id: str) -> SidecarLink | None:
         for link in self._links.values():
@@ -146,6 +186,7 @@ class Kms:
         listing = []
         for registration in self.state.registrations():
             link = self._linked(registration.sidecar_id)
+            observed = self._observations.get(registration.sidecar_id, Observations())
             listing.append(
                 {
                     "id": registration.sidecar_id,
@@ -153,9 +194,37 @@ class Kms:
                     "registered": registration.registered,
                     "connected": link is not None,
                     "ready": link is not None and link.session.phase is Phase.READY,
+                    **observed.as_json(),
                 }
             )
         return listing
+
+    async def current_mode(self) -> Mode:
+        """How sidecar connections are treated now."""
+        return self.mode
+
+    async def misbehave(self, mode: Mode) -> dict[str, Any]:
+        """Switch to ``mode``; for ``garbage``, send it to every connection, then back to normal."""
+        self._switch(mode)
+        if mode is not Mode.GARBAGE:
+            return {"mode": mode.value}
+        links = list(self._links.values())
+        sends: list[Awaitable[bool]] = []
+        for link in links:
+            burst = misbehave.garbage()
+            link.observations.garbage_ids = burst.ids
+            sends.append(link.send_all(burst.frames, GARBAGE_SEND_TIMEOUT))
+        sent = sum(await asyncio.gather(*sends))
+        done = f"garbage sent to {sent} of {len(links)} connection(s)"
+        if self.mode is Mode.GARBAGE:  # unless switched meanwhile
+            self._switch(Mode.NORMAL, done)
+        else:
+            log.info(done)
+        return {"mode": mode.value, "sent": sent, "frames": misbehave.GARBAGE_FRAME_COUNT}
+
+    def _switch(self, mode: Mode, why: str = "on request") -> None:
+        log.warning("misbehaviour mode: {} -> {} ({})", self.mode.value, mode.value, why)
+        self.mode = mode
 
     async def batches(self) -> list[dict[str, Any]]:
         """Every recorded batch, in the order recorded."""
