@@ -7,7 +7,7 @@ reproduced through it exactly.
 
 import uuid
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sidecar.kms_protocol import Registration
 from sidecar.rows import batch_data, batch_entry, decode_message, format_timestamp, signable_row
@@ -24,6 +24,18 @@ class Event(NamedTuple):
     signature: str
     created: str  # receipt time, as in the signable row
     entry: str  # this event's element of the batch data: {"row": ..., "signature": ...}
+
+
+class StoredEvent(NamedTuple):
+    """An event read back from the database, to be batched after a restart."""
+
+    event_id: str
+    sidecar_id: str
+    sequence: int
+    message: str
+    signature: str
+    created: str
+    order_key: tuple[Any, ...]  # where the next page of stored events starts
 
 
 class Batch(NamedTuple):
@@ -147,6 +159,25 @@ class Batcher:
                 closed.append(self._close(received_ms))
                 entries = self._open_entries
         self._sequence = sequence
+        return closed
+
+    def recover(self, events: list[StoredEvent], now_ms: int) -> list[Batch]:
+        """Batch events stored by an earlier run that are in no batch yet, in the given order.
+
+        Their rows keep their original keyId, sequence, timestamp and signature; the group
+        that closes their batch links them to it.
+        """
+        if self._registration is None:
+            raise NotRegistered("no KMS registration yet")
+        closed: list[Batch] = []
+        for event in events:
+            row = signable_row(event.sidecar_id, event.sequence, event.message, event.created)
+            if not self._open_entries:
+                self._open_first_ms = now_ms
+            self._open_entries.append(batch_entry(row, event.signature))
+            self._open_unlinked.append(event.event_id)
+            if len(self._open_entries) >= self._batch_size:
+                closed.append(self._close(now_ms))
         return closed
 
     def close(self, now_ms: int) -> Batch | None:

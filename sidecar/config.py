@@ -44,6 +44,9 @@ class Settings:
     max_message_size: int
     max_connections: int
     max_unstored_bytes: int
+    connection_unstored_bytes: int
+    idle_timeout: int
+    client_acks: bool
     shutdown_timeout: int
     batch_size: int
     batch_time_interval: int
@@ -77,6 +80,12 @@ class _Reader:
         value = self.value(key)
         if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
             raise _fail(key, value, f"an integer from {minimum} to {maximum}")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self.value(key)
+        if not isinstance(value, bool):
+            raise _fail(key, value, "true or false")
         return value
 
     def text(
@@ -120,6 +129,9 @@ def validate(raw: Mapping[str, Any]) -> Settings:
         max_message_size=read.integer("MAX_MESSAGE_SIZE", 0, 2**32 - 1),
         max_connections=read.integer("MAX_CONNECTIONS", 1, 1_000_000),
         max_unstored_bytes=read.integer("MAX_UNSTORED_BYTES", 1),
+        connection_unstored_bytes=read.integer("CONNECTION_UNSTORED_BYTES", 1),
+        idle_timeout=read.integer("IDLE_TIMEOUT", 0),
+        client_acks=read.boolean("CLIENT_ACKS"),
         shutdown_timeout=read.integer("SHUTDOWN_TIMEOUT", 0),
         batch_size=read.integer("BATCH_SIZE", 1, 1_000_000),
         batch_time_interval=read.integer("BATCH_TIME_INTERVAL", 1),

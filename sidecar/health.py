@@ -37,7 +37,8 @@ def health_report() -> tuple[int, dict[str, Any]]:
         "kms": kms.get("kms", "unknown"),
         "database": store["database"] if store else "unreachable",
         "connections": listener.get("connections", 0),
-        "unacknowledgedBatches": batch.get("unacknowledgedBatches"),
+        "unstoredBytes": batch.get("unstoredBytes"),
+        "reportingBacklog": batch.get("backlog"),
     }
     return (200 if serving else 503), body
 

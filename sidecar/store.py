@@ -11,8 +11,9 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from sidecar import migrations
-from sidecar.batching import Event, WriteGroup
+from sidecar.batching import Batch, Event, StoredEvent, WriteGroup
 from sidecar.kms_protocol import StoredBatch
+from sidecar.rows import epoch_ms, format_timestamp
 
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -74,6 +75,11 @@ class Database:
         """Whether a connection is open (it may still have died unnoticed)."""
         return self._connection is not None and not self._connection.closed
 
+    def ping(self) -> None:
+        """A round trip to the server; raises one of ``UNAVAILABLE`` when it is away."""
+        with self._connection as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
     def write(self, group: WriteGroup) -> None:
         """Commit a write group atomically: registrations, batches, events, links, acks."""
         with self._connection as connection, connection.cursor() as cursor:
@@ -129,3 +135,80 @@ class Database:
                 (self._service, start, end),
             )
             return [StoredBatch(batch_id, data) for batch_id, data in cursor.fetchall()]
+
+    def group_committed(self, group: WriteGroup) -> bool:
+        """Whether ``group`` is already in the database (its commit's answer may have been lost).
+
+        Only inserted rows tell; a group of updates alone is safe to apply twice.
+        """
+        if group.events:
+            table, column, key = "events", "eventId", group.events[0].event_id
+        elif group.batches:
+            table, column, key = "batches", "batchId", group.batches[0].batch_id
+        elif group.sidecars:
+            table, column, key = "sidecars", "sidecarId", group.sidecars[0].sidecar_id
+        else:
+            return False
+        with self._connection as connection, connection.cursor() as cursor:
+            cursor.execute(f'SELECT 1 FROM {table} WHERE "{column}" = %s', (key,))
+            return cursor.fetchone() is not None
+
+    def unbatched_events(self, after: tuple[Any, ...] | None, limit: int) -> list[StoredEvent]:
+        """This service's stored events that are in no batch, oldest first, after ``after``.
+
+        ``after`` is the ``order_key`` of the last event of the previous page.
+        """
+        where = ""
+        params: list[Any] = [self._service]
+        if after is not None:
+            where = 'AND (e."created", e."sidecarId", e."sequence") > (%s, %s, %s)'
+            params += list(after)
+        with self._connection as connection, connection.cursor() as cursor:
+            cursor.execute(
+                'SELECT e."eventId"::text, e."sidecarId"::text, e."sequence", e."message", '
+                'e."messageJson", e."signature", e."created" FROM events e '
+                'JOIN sidecars s ON s."sidecarId" = e."sidecarId" '
+                f'WHERE e."batchId" IS NULL AND s."serviceName" = %s {where} '
+                'ORDER BY e."created", e."sidecarId", e."sequence" LIMIT %s',
+                (*params, limit),
+            )
+            return [
+                StoredEvent(
+                    event_id,
+                    sidecar_id,
+                    sequence,
+                    json.loads(message_json) if message_json is not None else message,
+                    signature,
+                    format_timestamp(epoch_ms(created)),
+                    (created, sidecar_id, sequence),
+                )
+                for event_id, sidecar_id, sequence, message, message_json, signature, created in (
+                    cursor.fetchall()
+                )
+            ]
+
+    def unacknowledged_batches(self, exclude: list[str], limit: int) -> list[Batch]:
+        """This service's batches the KMS has not acknowledged, oldest first, minus ``exclude``."""
+        with self._connection as connection, connection.cursor() as cursor:
+            cursor.execute(
+                'SELECT b."batchId"::text, b."sidecarId"::text, b."data", b."signature", '
+                'b."created" FROM batches b JOIN sidecars s ON s."sidecarId" = b."sidecarId" '
+                'WHERE b."acknowledged" IS NULL AND s."serviceName" = %s '
+                'AND NOT (b."batchId" = ANY(%s::uuid[])) '
+                'ORDER BY b."created", b."batchId" LIMIT %s',
+                (self._service, exclude, limit),
+            )
+            batches = []
+            for batch_id, sidecar_id, data, signature, created in cursor.fetchall():
+                created_ms = epoch_ms(created)
+                batches.append(
+                    Batch(
+                        batch_id,
+                        sidecar_id,
+                        data,
+                        signature or "",
+                        format_timestamp(created_ms),
+                        created_ms,
+                    )
+                )
+            return batches

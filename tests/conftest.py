@@ -9,6 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import pytest
 
+from tests.e2e import SidecarLauncher, start_devkms
+from tests.support import DevKms
+
 TEST_DATABASE_ENV = "SIDECAR_TEST_DATABASE_URI"
 
 
@@ -45,3 +48,19 @@ def database_uri(server_uri: str) -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def devkms(tmp_path: Path) -> Iterator[DevKms]:
+    """A development KMS process for one test; it must stop cleanly."""
+    kms = start_devkms(tmp_path)
+    yield kms
+    assert kms.stop() == 0, kms.process.output
+
+
+@pytest.fixture
+def start_sidecar(database_uri: str, tmp_path: Path) -> Iterator[SidecarLauncher]:
+    """Starts ``sidecar run`` processes on a fresh database; stops them after the test."""
+    launcher = SidecarLauncher(database_uri, tmp_path)
+    yield launcher
+    launcher.stop_all()

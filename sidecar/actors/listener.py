@@ -10,8 +10,9 @@ from loguru import logger
 
 from sidecar import metrics
 from sidecar.actors import peers
-from sidecar.actors.connection import ConnectionActor
+from sidecar.actors.connection import ConnectionActor, ConnectionLimits
 from sidecar.actors.messages import GetStatus, Status
+from sidecar.config import Settings
 
 log = logger.bind(component="listener")
 POLL_S = 0.2
@@ -30,19 +31,16 @@ class ListenerActor(peers.SupervisedActor):
 
     role = "listener"
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        max_connections: int,
-        max_message_size: int,
-        max_unstored_bytes: int,
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__()
-        self._address = (host, port)
-        self._max_connections = max_connections
-        self._max_message_size = max_message_size
-        self._max_unstored = max_unstored_bytes
+        self._address = (settings.host, settings.port)
+        self._max_connections = settings.max_connections
+        self._limits = ConnectionLimits(
+            max_message_size=settings.max_message_size,
+            unstored_bytes=settings.connection_unstored_bytes,
+            idle_timeout_ms=settings.idle_timeout,
+            client_acks=settings.client_acks,
+        )
         self._server: socket.socket | None = None
         self._connections: list[pykka.ActorRef[Any]] = []
 
@@ -93,6 +91,4 @@ class ListenerActor(peers.SupervisedActor):
             sock.close()
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._connections.append(
-            ConnectionActor.start(sock, peer, self._max_message_size, self._max_unstored)
-        )
+        self._connections.append(ConnectionActor.start(sock, peer, self._limits))

@@ -6,7 +6,7 @@ from typing import Any
 
 import pykka
 
-from sidecar.batching import Batch, WriteGroup
+from sidecar.batching import Batch, StoredEvent, WriteGroup
 from sidecar.kms_protocol import Inquiry, Registration, StoredBatch
 
 
@@ -75,6 +75,41 @@ class Written:
     group: WriteGroup
 
 
+# BatchActor → StoreActor, and back: what an earlier run left to do
+@dataclass(frozen=True, slots=True)
+class LoadUnbatched:
+    """Read stored events that are in no batch, oldest first, after ``after``."""
+
+    after: tuple[Any, ...] | None
+    limit: int
+    reply_to: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UnbatchedLoaded:
+    """The answer to :class:`LoadUnbatched`; fewer than ``limit`` events means the last page."""
+
+    events: list[StoredEvent]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoadUnacknowledged:
+    """Read batches the KMS has not acknowledged, oldest first, except ``exclude``."""
+
+    exclude: list[str]
+    limit: int
+    reply_to: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UnacknowledgedLoaded:
+    """The answer to :class:`LoadUnacknowledged`; ``complete`` when no more are stored."""
+
+    batches: list[Batch]
+    complete: bool
+
+
 # KmsActor → StoreActor, and back
 @dataclass(frozen=True, slots=True)
 class FindBatches:
@@ -117,6 +152,16 @@ class ChildFailed:
 
     role: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PauseReading:
+    """Too much received data is not stored yet: stop reading from the socket."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeReading:
+    """Storage caught up: read from the socket again."""
 
 
 @dataclass(frozen=True, slots=True)

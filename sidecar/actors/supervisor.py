@@ -51,15 +51,11 @@ class Supervisor(pykka.ThreadingActor):
         self._started_at: dict[str, float] = {}
         self._factories: dict[str, Callable[[], pykka.ActorRef[Any]]] = {
             "store": lambda: StoreActor.start(self._database),
-            "batch": lambda: BatchActor.start(settings.batch_size, settings.batch_time_interval),
-            "kms": lambda: KmsActor.start(settings.kms, settings.service),
-            "listener": lambda: ListenerActor.start(
-                settings.host,
-                settings.port,
-                settings.max_connections,
-                settings.max_message_size,
-                settings.max_unstored_bytes,
+            "batch": lambda: BatchActor.start(
+                settings.batch_size, settings.batch_time_interval, settings.max_unstored_bytes
             ),
+            "kms": lambda: KmsActor.start(settings.kms, settings.service),
+            "listener": lambda: ListenerActor.start(settings),
         }
 
     def on_start(self) -> None:
