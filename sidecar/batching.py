@@ -5,10 +5,10 @@ registration, the messages and their receipt times, so the original's vectors ca
 reproduced through it exactly.
 """
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from sidecar.ids import uuid4_string, uuid4_strings
 from sidecar.kms_protocol import Registration
 from sidecar.rows import batch_data, batch_entry, decode_message, format_timestamp, signable_row
 
@@ -22,7 +22,7 @@ class Event(NamedTuple):
     sequence: int
     message: str
     signature: str
-    created: str  # receipt time, as in the signable row
+    created_ms: int  # receipt time
     entry: str  # this event's element of the batch data: {"row": ..., "signature": ...}
 
 
@@ -45,7 +45,7 @@ class Batch(NamedTuple):
     sidecar_id: str
     data: str
     signature: str
-    created: str
+    created_ms: int
     first_received_ms: int  # receipt of its first event, for latency metrics
 
 
@@ -92,7 +92,7 @@ class Batcher:
         self._batch_size = batch_size
         self._registration: Registration | None = None
         self._sequence = 0
-        self._open_id = str(uuid.uuid4())
+        self._open_id = uuid4_string()
         self._open_entries: list[str] = []
         self._open_first_ms = 0
         self._open_unlinked: list[str] = []  # open-batch events already handed out without batch id
@@ -134,7 +134,8 @@ class Batcher:
         batch_size = self._batch_size
         closed: list[Batch] = []
         sequence = self._sequence
-        for raw in raw_messages:
+        event_ids = uuid4_strings(len(raw_messages))
+        for raw, event_id in zip(raw_messages, event_ids, strict=True):
             message = decode_message(raw)
             sequence += 1
             row = signable_row(sidecar_id, sequence, message, timestamp)
@@ -142,13 +143,13 @@ class Batcher:
             entry = batch_entry(row, signature)
             events.append(
                 Event(
-                    str(uuid.uuid4()),
+                    event_id,
                     sidecar_id,
                     self._open_id,
                     sequence,
                     message,
                     signature,
-                    timestamp,
+                    received_ms,
                     entry,
                 )
             )
@@ -195,13 +196,13 @@ class Batcher:
             registration.sidecar_id,
             data,
             registration.batch_signer.sign(data.encode("utf-8")),
-            format_timestamp(now_ms),
+            now_ms,
             self._open_first_ms,
         )
         self._group.batches.append(batch)
         if self._open_unlinked:
             self._group.links.append((batch.batch_id, self._open_unlinked))
-        self._open_id = str(uuid.uuid4())
+        self._open_id = uuid4_string()
         self._open_entries = []
         self._open_unlinked = []
         return batch

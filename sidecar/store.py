@@ -2,7 +2,7 @@
 
 import io
 import json
-import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,38 +11,44 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from sidecar import migrations
-from sidecar.batching import Batch, Event, StoredEvent, WriteGroup
+from sidecar.batching import Batch, StoredEvent, WriteGroup
+from sidecar.copy_binary import batches_copy, events_copy
 from sidecar.kms_protocol import StoredBatch
 from sidecar.rows import epoch_ms, format_timestamp
 
-_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_BATCHES = (
+    'COPY batches ("batchId", "sidecarId", "data", "signature", "created") '
+    "FROM STDIN WITH (FORMAT binary)"
+)
 _COPY_EVENTS = (
     'COPY events ("eventId", "sidecarId", "batchId", "sequence", "message", "messageJson", '
-    '"signature", "created") FROM STDIN'
+    '"signature", "created") FROM STDIN WITH (FORMAT binary)'
 )
+
+COPY_CHUNK = 1 << 20  # bytes handed to libpq per call
 
 # Errors that mean "the database is not there right now", as opposed to a bug in our SQL.
 UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
-def _copy_text(value: str) -> str:
-    if _COPY_SPECIAL.search(value) is None:
-        return value
-    return value.translate(_COPY_ESCAPES)
+@dataclass(frozen=True, slots=True)
+class PreparedWrite:
+    """A write group with its COPY data already encoded, ready to stream to the server.
+
+    Encoding is CPU work that needs no connection; :func:`prepare` does it in the caller's
+    thread, so that it overlaps the server's work on the previous group instead of adding to it.
+    """
+
+    group: WriteGroup
+    batches_copy: bytes
+    events_copy: bytes
 
 
-def _event_line(event: Event) -> str:
-    message = event.message
-    message_json = "\\N"
-    if "\x00" in message:
-        message_json = _copy_text(json.dumps(message, ensure_ascii=False))
-        message = message.replace("\x00", "\ufffd")
-    batch_id = event.batch_id or "\\N"
-    return (
-        f"{event.event_id}\t{event.sidecar_id}\t{batch_id}\t{event.sequence}\t"
-        f"{_copy_text(message)}\t{message_json}\t{event.signature}\t{event.created}\n"
-    )
+def prepare(group: WriteGroup) -> PreparedWrite:
+    """Encode a write group's rows for COPY."""
+    batches = batches_copy(group.batches) if group.batches else b""
+    events = events_copy(group.events) if group.events else b""
+    return PreparedWrite(group, batches, events)
 
 
 class Database:
@@ -80,8 +86,9 @@ class Database:
         with self._connection as connection, connection.cursor() as cursor:
             cursor.execute("SELECT 1")
 
-    def write(self, group: WriteGroup) -> None:
+    def write(self, prepared: PreparedWrite) -> None:
         """Commit a write group atomically: registrations, batches, events, links, acks."""
+        group = prepared.group
         with self._connection as connection, connection.cursor() as cursor:
             if group.sidecars:
                 psycopg2.extras.execute_values(
@@ -93,20 +100,10 @@ class Database:
                         for s in group.sidecars
                     ],
                 )
-            if group.batches:
-                psycopg2.extras.execute_values(
-                    cursor,
-                    'INSERT INTO batches ("batchId", "sidecarId", "data", "signature", "created") '
-                    "VALUES %s",
-                    [
-                        (b.batch_id, b.sidecar_id, b.data, b.signature, b.created)
-                        for b in group.batches
-                    ],
-                    page_size=1000,
-                )
-            if group.events:
-                text = "".join([_event_line(event) for event in group.events])
-                cursor.copy_expert(_COPY_EVENTS, io.StringIO(text))
+            if prepared.batches_copy:
+                cursor.copy_expert(_COPY_BATCHES, io.BytesIO(prepared.batches_copy), COPY_CHUNK)
+            if prepared.events_copy:
+                cursor.copy_expert(_COPY_EVENTS, io.BytesIO(prepared.events_copy), COPY_CHUNK)
             for batch_id, event_ids in group.links:
                 cursor.execute(
                     'UPDATE events SET "batchId" = %s WHERE "eventId" = ANY(%s::uuid[])',
@@ -207,7 +204,7 @@ class Database:
                         sidecar_id,
                         data,
                         signature or "",
-                        format_timestamp(created_ms),
+                        created_ms,
                         created_ms,
                     )
                 )

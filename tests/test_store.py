@@ -9,7 +9,7 @@ import pytest
 from sidecar.batching import Batcher
 from sidecar.kms_protocol import Registration
 from sidecar.signing import BatchSigner, RowSigner
-from sidecar.store import Database
+from sidecar.store import Database, prepare
 from tests.shared_files import load_vectors
 
 VECTORS = load_vectors()
@@ -56,7 +56,11 @@ def test_migrations_adopt_a_database_the_original_created(database_uri: str) -> 
         cursor.execute(ORIGINAL_SCHEMA)
     db = Database(database_uri, "TestService", "1.2.3")
     applied = db.connect()
-    assert applied == ["0001_original_schema.sql", "0002_exact_messages_and_acknowledgements.sql"]
+    assert applied == [
+        "0001_original_schema.sql",
+        "0002_exact_messages_and_acknowledgements.sql",
+        "0003_lz4_compression.sql",
+    ]
     assert db.connect() == []  # a second start applies nothing
     db.close()
     assert query(database_uri, 'SELECT "serviceName" FROM sidecars') == [("Old",)]
@@ -78,11 +82,11 @@ def test_group_commit_links_events_of_a_batch_that_closed_later(
     batcher.add([b"one", b"two"], received_ms=2_000)
     first = batcher.take_write_group()
     assert [event.batch_id for event in first.events] == [None, None]
-    database.write(first)
+    database.write(prepare(first))
     [batch] = batcher.add([b"three", b"four"], received_ms=3_000)
     second = batcher.take_write_group()
     assert second.links and second.links[0][0] == batch.batch_id
-    database.write(second)
+    database.write(prepare(second))
     rows = query(
         database_uri,
         'SELECT "sequence", "message", "batchId"::text FROM events ORDER BY "sequence"',
@@ -105,7 +109,7 @@ def test_every_vector_message_is_stored_exactly(database: Database, database_uri
     batcher.register(registration(), now_ms=0)
     batcher.add(messages, received_ms=1_499_701_532_000)
     group = batcher.take_write_group()
-    database.write(group)
+    database.write(prepare(group))
     rows = query(
         database_uri, 'SELECT "message", "messageJson", "signature" FROM events ORDER BY "sequence"'
     )
@@ -115,6 +119,8 @@ def test_every_vector_message_is_stored_exactly(database: Database, database_uri
     assert exact == [event.message for event in group.events]
     assert rows[-2][0] == "nul\ufffdinside"  # readable copy for tools that read "message"
     assert [signature for *_, signature in rows] == [event.signature for event in group.events]
+    [(created,)] = query(database_uri, 'SELECT DISTINCT "created" FROM events')
+    assert created == datetime(2017, 7, 10, 15, 45, 32, tzinfo=UTC)  # the rows' timestamp
 
 
 def test_inquiry_returns_this_services_batches_in_range_oldest_first(database_uri: str) -> None:
@@ -126,11 +132,11 @@ def test_inquiry_returns_this_services_batches_in_range_oldest_first(database_ur
     batcher.register(registration("aaaaaaaa-0000-4000-8000-000000000001"), now_ms=0)
     base = 1_700_000_000_000
     batches = [batcher.add([b"m"], received_ms=base + offset)[0] for offset in (0, 1000, 2000)]
-    ours.write(batcher.take_write_group())
+    ours.write(prepare(batcher.take_write_group()))
     other = Batcher(batch_size=1)
     other.register(registration("aaaaaaaa-0000-4000-8000-000000000002"), now_ms=0)
     other.add([b"x"], received_ms=base + 500)
-    theirs.write(other.take_write_group())
+    theirs.write(prepare(other.take_write_group()))
     start = datetime.fromtimestamp(base / 1000, UTC)
     found = ours.batches_between(start, start + timedelta(seconds=1))
     assert [b.batch_id for b in found] == [batches[0].batch_id, batches[1].batch_id]

@@ -42,6 +42,7 @@ from sidecar.actors.timers import Ticker, monotonic_ms, now_ms
 from sidecar.batching import Batch, Batcher, StoredEvent, WriteGroup
 from sidecar.kms_protocol import Registration
 from sidecar.rate_window import RateWindow
+from sidecar.store import prepare
 
 log = logger.bind(component="batch")
 TICK_S = 0.05
@@ -214,7 +215,7 @@ class BatchActor(peers.SupervisedActor):
         self._sources.clear()
         self._source_sizes.clear()
         self._in_flight_receipts, self._receipts = self._receipts, []
-        if not peers.tell("StoreActor", Write(group, self.actor_ref)):
+        if not peers.tell("StoreActor", Write(prepare(group), self.actor_ref)):
             raise RuntimeError("StoreActor is not running")
 
     def _written(self, group: WriteGroup) -> None:

@@ -24,7 +24,9 @@ log = logger.bind(component="connection")
 READ_SIZE = 256 * 1024
 POLL_S = 0.5
 DRAIN_S = 2.0
-MESSAGE_OVERHEAD_BYTES = 128  # memory an event costs beyond its message, for backpressure
+MESSAGE_OVERHEAD_BYTES = (
+    1024  # memory an event costs beyond its message (measured), for backpressure
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import pykka
 
 from sidecar.batching import Batch, StoredEvent, WriteGroup
 from sidecar.kms_protocol import Inquiry, Registration, StoredBatch
+from sidecar.store import PreparedWrite
 
 
 # Connection → BatchActor
@@ -64,7 +65,7 @@ class ReportBatch:
 class Write:
     """Commit this group in one transaction, then tell ``reply_to`` :class:`Written`."""
 
-    group: WriteGroup
+    prepared: PreparedWrite
     reply_to: pykka.ActorRef[Any]
 
 

@@ -26,9 +26,8 @@ from sidecar.actors.messages import (
 )
 from sidecar.actors.peers import SupervisedActor, tell_ref
 from sidecar.actors.timers import Ticker
-from sidecar.batching import WriteGroup
 from sidecar.kms_protocol import Inquiry
-from sidecar.store import UNAVAILABLE, Database
+from sidecar.store import UNAVAILABLE, Database, PreparedWrite
 
 log = logger.bind(component="store")
 
@@ -78,8 +77,8 @@ class StoreActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Write(group=group, reply_to=reply_to):
-                self._enqueue(lambda attempt: self._write(group, reply_to, attempt))
+            case Write(prepared=prepared, reply_to=reply_to):
+                self._enqueue(lambda attempt: self._write(prepared, reply_to, attempt))
             case FindBatches(inquiry=inquiry, reply_to=reply_to):
                 self._enqueue(lambda _: self._find_batches(inquiry, reply_to))
             case LoadUnbatched(after=after, limit=limit, reply_to=reply_to):
@@ -98,11 +97,12 @@ class StoreActor(SupervisedActor):
                 }
         return None
 
-    def _write(self, group: WriteGroup, reply_to: Any, attempt: int) -> None:
+    def _write(self, prepared: PreparedWrite, reply_to: Any, attempt: int) -> None:
+        group = prepared.group
         if attempt and self._db.group_committed(group):
             log.info("a write group committed before the connection was lost; not repeating it")
         else:
-            self._db.write(group)
+            self._db.write(prepared)
         metrics.EVENTS_STORED.inc(len(group.events))
         tell_ref(reply_to, Written(group))
 

@@ -6,7 +6,7 @@ from typing import Any
 from loguru import logger
 
 from sidecar.devkms.state import now_iso
-from sidecar.devkms.verify import KeyRing, verify_batch
+from sidecar.devkms.verify import BatchCheck, KeyRing, verify_batch
 
 log = logger.bind(component="devkms")
 
@@ -31,6 +31,9 @@ class InquiryRecord:
     sent: str
     total: int | None = None
     items: dict[int, InquiryItem] = field(default_factory=dict)
+    item_of_batch: dict[str, int] = field(default_factory=dict)
+    verified_checks: dict[int, BatchCheck] = field(default_factory=dict)
+    """Checks that passed; a passed check cannot fail later (the first report stands)."""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -112,20 +115,36 @@ class InquiryBook:
             if known != new:
                 record.problems.append(f"item {item} was sent twice with different content")
             raise InquiryError(f"item {item} was received already")
-        for number, earlier in record.items.items():
-            if earlier.batch_id == batch_id:
-                record.problems.append(f"batch {batch_id} is both item {number} and item {item}")
+        earlier = record.item_of_batch.get(batch_id)
+        if earlier is not None:
+            record.problems.append(f"batch {batch_id} is both item {earlier} and item {item}")
         record.items[item] = new
+        record.item_of_batch[batch_id] = item
 
     def report(self, inquiry_id: str, keys: KeyRing) -> dict[str, Any] | None:
         """The admin API's view of an inquiry, every received batch verified now."""
         record = self._inquiries.get(inquiry_id)
         if record is None:
             return None
-        checks = [
-            verify_batch(item.batch_id, number, item.body, keys, record.service_name)
-            for number, item in sorted(record.items.items())
-        ]
+        if not record.complete:  # answers still arriving: counts only, nothing verified yet
+            return {
+                "inquiry": record.inquiry_id,
+                "total": record.total,
+                "received": record.received,
+                "complete": False,
+                "verified": False,
+                "errors": list(record.problems),
+                "batches": [],
+                "rows": [],
+            }
+        checks = []
+        for number, item in sorted(record.items.items()):
+            check = record.verified_checks.get(number)
+            if check is None:
+                check = verify_batch(item.batch_id, number, item.body, keys, record.service_name)
+                if check.verified:
+                    record.verified_checks[number] = check
+            checks.append(check)
         verified = record.complete and not record.problems and all(c.verified for c in checks)
         return {
             "inquiry": record.inquiry_id,
