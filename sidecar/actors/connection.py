@@ -16,7 +16,15 @@ from loguru import logger
 
 from sidecar import metrics
 from sidecar.actors import peers
-from sidecar.actors.messages import GetStatus, PauseReading, Received, ResumeReading, Stored
+from sidecar.actors.messages import (
+    Allowance,
+    ConnectionClosed,
+    GetStatus,
+    PauseReading,
+    Received,
+    ResumeReading,
+    Stored,
+)
 from sidecar.actors.timers import monotonic_ms, now_ms
 from sidecar.framing import FrameDecoder, FrameTooLarge, encode_frame
 
@@ -24,9 +32,9 @@ log = logger.bind(component="connection")
 READ_SIZE = 256 * 1024
 POLL_S = 0.5
 DRAIN_S = 2.0
-MESSAGE_OVERHEAD_BYTES = (
-    1024  # memory an event costs beyond its message (measured), for backpressure
-)
+# What an event costs in memory beyond its message (objects, row, batch data, COPY data;
+# measured), counted for backpressure.
+MESSAGE_OVERHEAD_BYTES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class ConnectionActor(peers.SupervisedActor):
         self._limits = limits
         self._decoder = FrameDecoder(limits.max_message_size)
         self._unstored = 0
+        self._allowance = limits.unstored_bytes  # until the listener says how many share
         self._received = 0
         self._stored = 0
         self._held_back = False  # the BatchActor asked all connections to pause
@@ -90,6 +99,9 @@ class ConnectionActor(peers.SupervisedActor):
                     self._ack_latest = self._stored
                     self._send_acks()
                 self._resume()
+            case Allowance(unstored_bytes=unstored_bytes):
+                self._allowance = min(unstored_bytes, self._limits.unstored_bytes)
+                self._resume()
             case PauseReading():
                 self._held_back = True
             case ResumeReading():
@@ -100,7 +112,7 @@ class ConnectionActor(peers.SupervisedActor):
         return None
 
     def _must_wait(self) -> bool:
-        return self._held_back or self._unstored >= self._limits.unstored_bytes
+        return self._held_back or self._unstored >= self._allowance
 
     def _resume(self) -> None:
         if not self._reading and not self._closed and not self._must_wait():
@@ -196,6 +208,7 @@ class ConnectionActor(peers.SupervisedActor):
         if self._closed:
             return
         self._closed = True
+        peers.tell("ListenerActor", ConnectionClosed(self.actor_ref))
         try:
             self._sock.close()
         finally:

@@ -11,19 +11,27 @@ from loguru import logger
 from sidecar import metrics
 from sidecar.actors import peers
 from sidecar.actors.connection import ConnectionActor, ConnectionLimits
-from sidecar.actors.messages import GetStatus, Status
+from sidecar.actors.messages import Allowance, ConnectionClosed, GetStatus, Status
 from sidecar.config import Settings
 
 log = logger.bind(component="listener")
 POLL_S = 0.2
+MIN_SHARE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
 class _AcceptMore:
-    pass
+    """Wait (briefly) for a connection to arrive."""
+
+
+@dataclass(frozen=True, slots=True)
+class _AcceptNow:
+    """A connection is waiting. Accepting it in a message of its own lets the connections'
+    ConnectionClosed messages that came first be counted before MAX_CONNECTIONS is checked."""
 
 
 _ACCEPT_MORE = _AcceptMore()
+_ACCEPT_NOW = _AcceptNow()
 
 
 class ListenerActor(peers.SupervisedActor):
@@ -35,6 +43,8 @@ class ListenerActor(peers.SupervisedActor):
         super().__init__()
         self._address = (settings.host, settings.port)
         self._max_connections = settings.max_connections
+        self._max_unstored = settings.max_unstored_bytes
+        self._share = 0
         self._limits = ConnectionLimits(
             max_message_size=settings.max_message_size,
             unstored_bytes=settings.connection_unstored_bytes,
@@ -58,7 +68,12 @@ class ListenerActor(peers.SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case _AcceptMore():
+                self._wait_for_connection()
+            case _AcceptNow():
                 self._accept()
+            case ConnectionClosed(connection=connection):
+                self._connections = [ref for ref in self._connections if ref != connection]
+                self._rebalance()
             case GetStatus():
                 return self._status()
         return None
@@ -67,16 +82,19 @@ class ListenerActor(peers.SupervisedActor):
         self._connections = [ref for ref in self._connections if ref.is_alive()]
         return {"listening": self._server is not None, "connections": len(self._connections)}
 
-    def _accept(self) -> None:
+    def _wait_for_connection(self) -> None:
         assert self._server is not None
         readable, _, _ = select.select([self._server], [], [], POLL_S)
-        if readable:
-            try:
-                sock, address = self._server.accept()
-            except OSError as exc:
-                log.warning("accept failed: {}", exc)
-            else:
-                self._start_connection(sock, f"{address[0]}:{address[1]}")
+        self.actor_ref.tell(_ACCEPT_NOW if readable else _ACCEPT_MORE)
+
+    def _accept(self) -> None:
+        assert self._server is not None
+        try:
+            sock, address = self._server.accept()
+        except OSError as exc:
+            log.warning("accept failed: {}", exc)
+        else:
+            self._start_connection(sock, f"{address[0]}:{address[1]}")
         self.actor_ref.tell(_ACCEPT_MORE)
 
     def _start_connection(self, sock: socket.socket, peer: str) -> None:
@@ -92,3 +110,13 @@ class ListenerActor(peers.SupervisedActor):
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connections.append(ConnectionActor.start(sock, peer, self._limits))
+        self._rebalance()
+
+    def _rebalance(self) -> None:
+        """Share MAX_UNSTORED_BYTES among the open connections, so that together they stay in it."""
+        share = max(MIN_SHARE_BYTES, self._max_unstored // max(1, len(self._connections)))
+        if share == self._share:
+            return
+        self._share = share
+        for ref in self._connections:
+            peers.tell_ref(ref, Allowance(share))

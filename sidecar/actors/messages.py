@@ -166,6 +166,20 @@ class ResumeReading:
 
 
 @dataclass(frozen=True, slots=True)
+class Allowance:
+    """This connection's share of MAX_UNSTORED_BYTES, now that the number of connections changed."""
+
+    unstored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """A connection ended (its share goes back to the others)."""
+
+    connection: pykka.ActorRef[Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ReadyToServe:
     """The pipeline can take events: start accepting connections."""
 
