@@ -17,57 +17,18 @@ KMS_CONNECTS = Counter("sidecar_kms_connects", "Connections established to the K
 KMS_ERRORS = Counter("sidecar_kms_errors", "Problems talking to the KMS", ["kind"])
 DATABASE_ERRORS = Counter("sidecar_database_errors", "Failed database operations")
 ACTOR_RESTARTS = Counter("sidecar_actor_restarts", "Supervised actor restarts", ["role"])
+LATENCY_BUCKETS = tuple(
+    ms / 1000
+    for ms in (1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000,
+               1500, 2000, 3000, 5000, 10_000, 30_000, 60_000, 300_000)
+)  # fmt: skip
 COMMIT_LATENCY = Histogram(
     "sidecar_commit_latency_seconds",
     "Receipt of a socket read's messages to their durable commit",
-    buckets=(
-        0.001,
-        0.002,
-        0.003,
-        0.005,
-        0.0075,
-        0.01,
-        0.015,
-        0.02,
-        0.03,
-        0.05,
-        0.075,
-        0.1,
-        0.15,
-        0.2,
-        0.3,
-        0.5,
-        0.75,
-        1.0,
-        2.0,
-        5.0,
-        10.0,
-    ),
+    buckets=LATENCY_BUCKETS,
 )
 ACKNOWLEDGE_LATENCY = Histogram(
     "sidecar_acknowledge_latency_seconds",
     "Receipt of a batch's first event to the KMS acknowledging the batch",
-    buckets=(
-        0.005,
-        0.01,
-        0.02,
-        0.03,
-        0.05,
-        0.075,
-        0.1,
-        0.15,
-        0.2,
-        0.3,
-        0.5,
-        0.75,
-        1.0,
-        1.5,
-        2.0,
-        3.0,
-        5.0,
-        10.0,
-        30.0,
-        60.0,
-        300.0,
-    ),
+    buckets=LATENCY_BUCKETS,
 )
