@@ -313,7 +313,8 @@ class BatchActor(peers.SupervisedActor):
         if not self._drains:
             return
         stored = self._in_flight is None and self._batcher.pending_events == 0
-        reported = not (self._outstanding or self._resigning or self._backlog)
+        never_registered = self._batcher.registration is None  # nothing to report with
+        reported = never_registered or not (self._outstanding or self._resigning or self._backlog)
         remaining: list[Drain] = []
         for drain in self._drains:
             if stored and (reported or not drain.wait_for_acknowledgements):
