@@ -130,8 +130,6 @@ class Batcher:
         sign = registration.row_signer.sign
         timestamp = format_timestamp(received_ms)
         events = self._group.events
-        entries = self._open_entries
-        batch_size = self._batch_size
         closed: list[Batch] = []
         sequence = self._sequence
         event_ids = uuid4_strings(len(raw_messages))
@@ -153,12 +151,9 @@ class Batcher:
                     entry,
                 )
             )
-            if not entries:
-                self._open_first_ms = received_ms
-            entries.append(entry)
-            if len(entries) >= batch_size:
-                closed.append(self._close(received_ms))
-                entries = self._open_entries
+            batch = self._append(entry, received_ms)
+            if batch is not None:
+                closed.append(batch)
         self._sequence = sequence
         return closed
 
@@ -173,13 +168,20 @@ class Batcher:
         closed: list[Batch] = []
         for event in events:
             row = signable_row(event.sidecar_id, event.sequence, event.message, event.created)
-            if not self._open_entries:
-                self._open_first_ms = now_ms
-            self._open_entries.append(batch_entry(row, event.signature))
             self._open_unlinked.append(event.event_id)
-            if len(self._open_entries) >= self._batch_size:
-                closed.append(self._close(now_ms))
+            batch = self._append(batch_entry(row, event.signature), now_ms)
+            if batch is not None:
+                closed.append(batch)
         return closed
+
+    def _append(self, entry: str, received_ms: int) -> Batch | None:
+        """Add an entry to the open batch; return the batch if that filled it."""
+        if not self._open_entries:
+            self._open_first_ms = received_ms
+        self._open_entries.append(entry)
+        if len(self._open_entries) >= self._batch_size:
+            return self._close(received_ms)
+        return None
 
     def close(self, now_ms: int) -> Batch | None:
         """Close the open batch early (time interval, shutdown); None when it is empty."""

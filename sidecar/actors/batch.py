@@ -9,7 +9,6 @@ a new registration) and is read back oldest first, re-signed by the current regi
 where another one signed it, and reported.
 """
 
-import collections
 from typing import Any
 
 import pykka
@@ -68,8 +67,8 @@ class BatchActor(peers.SupervisedActor):
         self._received_last_hour = RateWindow(window_s=3600, buckets=60)
         # storage
         self._in_flight: WriteGroup | None = None
-        self._sources: collections.Counter[Ref] = collections.Counter()
-        self._source_sizes: collections.Counter[Ref] = collections.Counter()
+        # per reader: (messages, bytes) received since the last write group was handed out
+        self._sources: dict[Ref, tuple[int, int]] = {}
         self._receipts: list[int] = []  # receipt times of the reads in the next write group
         self._in_flight_sources: list[tuple[Ref, int, int]] = []
         self._in_flight_receipts: list[int] = []
@@ -132,8 +131,8 @@ class BatchActor(peers.SupervisedActor):
         metrics.EVENTS_RECEIVED.inc(count)
         self._received_last_hour.add(count)
         source = received.reply_to
-        self._sources[source] += count
-        self._source_sizes[source] += received.size
+        messages, size = self._sources.get(source, (0, 0))
+        self._sources[source] = (messages + count, size + received.size)
         self._receipts.append(received.received_ms)
         self._unstored += received.size
         self._readers.add(source)
@@ -209,11 +208,10 @@ class BatchActor(peers.SupervisedActor):
             return
         self._in_flight = group
         self._in_flight_sources = [
-            (ref, count, self._source_sizes[ref]) for ref, count in self._sources.items()
+            (ref, count, size) for ref, (count, size) in self._sources.items()
         ]
-        self._in_flight_size = sum(self._source_sizes.values())
-        self._sources.clear()
-        self._source_sizes.clear()
+        self._in_flight_size = sum(size for _, size in self._sources.values())
+        self._sources = {}
         self._in_flight_receipts, self._receipts = self._receipts, []
         if not peers.tell("StoreActor", Write(prepare(group), self.actor_ref)):
             raise RuntimeError("StoreActor is not running")
